@@ -45,6 +45,7 @@ class StudentConfig(PretrainedConfig):
         score_max: float = 5.0,
         max_seq_length: int = 512,
         temperatures: dict | None = None,
+        head_hidden: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -59,6 +60,8 @@ class StudentConfig(PretrainedConfig):
         self.max_seq_length = max_seq_length
         # Per-head softmax temperatures fitted on held-out labels (1.0 = uncalibrated).
         self.temperatures = temperatures or {"document_type": 1.0, "domain": 1.0}
+        # Width of a shared hidden layer between the pooled vector and the heads (0 = linear heads).
+        self.head_hidden = head_hidden
 
 
 @dataclass
@@ -81,6 +84,12 @@ class StudentModel(PreTrainedModel):
         self.encoder = AutoModel.from_config(encoder_config)
         hidden = encoder_config.hidden_size
         self.dropout = nn.Dropout(config.dropout)
+        head_hidden = getattr(config, "head_hidden", 0)
+        if head_hidden:
+            self.head_mlp = nn.Sequential(nn.Linear(hidden, head_hidden), nn.GELU(), nn.Dropout(config.dropout))
+            hidden = head_hidden
+        else:
+            self.head_mlp = nn.Identity()
         self.document_type_head = nn.Linear(hidden, len(config.document_type_labels))
         self.domain_head = nn.Linear(hidden, len(config.domain_labels))
         self.score_head = nn.Linear(hidden, 1)
@@ -90,6 +99,8 @@ class StudentModel(PreTrainedModel):
         if isinstance(module, nn.Linear) and module in (self.document_type_head, self.domain_head, self.score_head):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
+            if module is self.score_head:  # start at the middle of the scale, not at 0
+                nn.init.constant_(module.bias, (self.config.score_min + self.config.score_max) / 2)
 
     @classmethod
     def from_backbone(cls, backbone: str = DEFAULT_BACKBONE, **config_kwargs) -> StudentModel:
@@ -119,8 +130,11 @@ class StudentModel(PreTrainedModel):
     ) -> StudentOutput:
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        pooled = self.pool(hidden, attention_mask)
-        x = self.dropout(pooled)
+        return self.heads(self.pool(hidden, attention_mask))
+
+    def heads(self, pooled: torch.Tensor) -> StudentOutput:
+        """The three heads on pooled vectors (also used alone to train heads on cached embeddings)."""
+        x = self.head_mlp(self.dropout(pooled))
         return StudentOutput(
             document_type_logits=self.document_type_head(x),
             domain_logits=self.domain_head(x),

@@ -1,10 +1,132 @@
-"""`biomed-enrich annotate` (placeholder until its stage lands)."""
+"""`biomed-enrich annotate`: a teacher LLM labels a stratified sample of paragraphs."""
 
 from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
 
 import typer
 
 
-def command(ctx: typer.Context) -> None:
-    """Not implemented yet."""
-    raise typer.Exit(code=2)
+class TeacherKind(str, Enum):
+    openai = "openai"
+    batch = "batch"
+    replay = "replay"
+
+
+class ResponseMode(str, Enum):
+    json_schema = "json_schema"
+    json_object = "json_object"
+    plain = "plain"
+
+
+def command(
+    ctx: typer.Context,
+    paragraphs: list[str] = typer.Argument(..., help="Paragraphs datasets (dirs, globs or Parquet files)."),
+    output: str = typer.Option(
+        ..., "--output", "-o", help="Output root: labels/, dead_letter/, annotate_stats.json."
+    ),
+    sample: int | None = typer.Option(None, "--sample", help="Label this many paragraphs (stratified)."),
+    fraction: float | None = typer.Option(
+        None, "--fraction", help="Label this fraction of paragraphs (the paper: ~0.0033)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed (same seed, same sample)."),
+    teacher: TeacherKind = typer.Option(
+        TeacherKind.replay,
+        "--teacher",
+        help="replay: recorded labels, offline (default); openai: live API; batch: Batch API.",
+    ),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://host:8000/v1 (vLLM)."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Teacher model name (openai/batch)."),
+    api_key_file: Path | None = typer.Option(
+        None,
+        "--api-key-file",
+        help="File holding the API key (else $BIOMED_ENRICH_API_KEY or $OPENAI_API_KEY).",
+    ),
+    recordings: str | None = typer.Option(
+        None, "--recordings", help="Recorded-labels Parquet for replay (default: packaged)."
+    ),
+    concurrency: int = typer.Option(16, "--concurrency", help="Requests in flight at once (openai)."),
+    rpm: float | None = typer.Option(None, "--rpm", help="Client-side limit, requests per minute."),
+    tpm: float | None = typer.Option(None, "--tpm", help="Client-side limit, tokens per minute."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Per-request timeout, seconds."),
+    max_attempts: int = typer.Option(8, "--max-attempts", help="Attempts per paragraph on transient errors."),
+    response_mode: ResponseMode = typer.Option(
+        ResponseMode.json_schema,
+        "--response-mode",
+        help="Structured output; falls back automatically if unsupported.",
+    ),
+    logprobs: bool = typer.Option(
+        True, "--logprobs/--no-logprobs", help="Ask for top logprobs (soft labels)."
+    ),
+    price_table: Path | None = typer.Option(
+        None, "--price-table", help="JSON/YAML {model: {input, output}} USD per 1M tokens."
+    ),
+    cache: str | None = typer.Option(
+        None, "--cache", help="Answer cache (SQLite) path; default OUTPUT/annotate_cache.sqlite."
+    ),
+    poll_interval: float = typer.Option(
+        30.0, "--poll-interval", help="Seconds between Batch API status polls."
+    ),
+    beam: bool = typer.Option(
+        False, "--beam", help="Run as a Beam pipeline (RunInference); extra --flags go to Beam."
+    ),
+) -> None:
+    """Select a deterministic stratified sample of PARAGRAPHS and have a teacher label it.
+
+    Every sampled paragraph ends in OUTPUT/labels/ or OUTPUT/dead_letter/annotate-*.jsonl with a reason.
+    Answers are cached durably: a rerun (or a killed and restarted run) pays nothing twice.
+    """
+    import logging
+
+    from annotators.annotate import run_annotate
+    from annotators.teachers import TeacherError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    kw: dict = {}
+    if teacher is not TeacherKind.replay:
+        kw = dict(
+            concurrency=concurrency,
+            rpm=rpm,
+            tpm=tpm,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            response_mode=response_mode.value,
+            logprobs=logprobs,
+        )
+        if teacher is TeacherKind.batch:
+            kw["poll_interval_s"] = poll_interval
+    try:
+        stats = run_annotate(
+            paragraphs,
+            output,
+            teacher=teacher.value,
+            sample=sample,
+            fraction=fraction,
+            seed=seed,
+            base_url=base_url,
+            model=model,
+            beam_args=list(ctx.args),
+            recordings=recordings,
+            api_key_file=str(api_key_file) if api_key_file else None,
+            price_table=str(price_table) if price_table else None,
+            cache_path=cache,
+            use_beam=beam,
+            **kw,
+        )
+    except (TeacherError, ValueError, FileNotFoundError) as e:
+        typer.secho(f"annotate failed: {e}", fg="red", err=True)
+        raise typer.Exit(code=1) from None
+    led = stats["ledger"]
+    typer.echo(
+        f"annotated {stats['written']}/{stats['read']} sampled paragraphs "
+        f"({stats['dead_lettered']} dead-lettered {stats['dead_letter_reasons']}) -> {output}"
+    )
+    typer.echo(
+        f"ledger: {led['calls']} calls, {led['retries']} retries, {led['cache_hits']} cache hits, "
+        f"{led['input_tokens']:,} in / {led['output_tokens']:,} out tokens, "
+        f"latency p50 {led['latency_s']['p50']:.3f}s p99 {led['latency_s']['p99']:.3f}s, "
+        f"cost ${led['cost_usd']:.4f}"
+    )

@@ -1,10 +1,64 @@
-"""`biomed-enrich propagate` (placeholder until its stage lands)."""
+"""`biomed-enrich propagate`: score every paragraph with the distilled student (Beam RunInference)."""
 
 from __future__ import annotations
+
+import json
+from enum import Enum
 
 import typer
 
 
-def command(ctx: typer.Context) -> None:
-    """Not implemented yet."""
-    raise typer.Exit(code=2)
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+def command(
+    ctx: typer.Context,
+    parquet: list[str] = typer.Argument(
+        ..., help="Parquet files, directories or globs with `id` and `text` columns."
+    ),
+    model: str = typer.Option(..., "--model", help="Student model directory (from `biomed-enrich train`)."),
+    output: str = typer.Option(
+        ..., "--output", help="Output root: writes scored/, dead_letter/, propagate_stats.json."
+    ),
+    batch_tokens: int = typer.Option(
+        None, help="Padded tokens per forward pass (default 16384; raise on GPUs)."
+    ),
+    precision: Precision = typer.Option(
+        Precision.auto, help="auto = bf16 on GPUs and CPUs with native bf16, else fp32."
+    ),
+    quantize: bool = typer.Option(
+        False, "--quantize", help="int8 dynamic quantisation of Linear layers (CPU only)."
+    ),
+    compile: bool = typer.Option(
+        False, "--compile", help="torch.compile the model (pays off on long GPU runs)."
+    ),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+    large_model: bool = typer.Option(
+        None,
+        "--large-model/--no-large-model",
+        help="Share one model per machine across processes (default: on CUDA).",
+    ),
+) -> None:
+    """Score paragraphs: adds document_type, domain, educational_score, the score vectors and model_id.
+
+    Unknown --flags go to Beam (e.g. --runner DataflowRunner --project P --region R
+    --worker_accelerator ...). Rows that cannot be scored are written to dead_letter/ with a reason.
+    """
+    from pipelines.propagate import run_propagate
+
+    stats = run_propagate(
+        parquet,
+        model,
+        output,
+        beam_args=list(ctx.args),
+        batch_tokens=batch_tokens,
+        precision=precision.value,
+        quantize=quantize,
+        compile=compile,
+        device=device,
+        large_model=large_model,
+    )
+    typer.echo(json.dumps({k: stats[k] for k in ("read", "written", "dead_lettered", "paragraphs_per_s")}))

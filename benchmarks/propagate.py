@@ -1,0 +1,278 @@
+"""Benchmark: student inference, our fast path vs a naive loop, on real paragraphs, in one process.
+
+Baseline (what the issue calls naive): the same HF student in fp32, fixed batches of 32, padded to
+max length 512, input order. Ours: `distill.inference.Scorer` with its defaults. Runs are interleaved
+(ours, baseline, baseline, ours, ...) and the median is taken, because the 2 CPU cores are shared
+with other jobs; CPU-seconds (process time) are reported too, as they are far less sensitive to that
+sharing. Each option (bf16, int8, torch.compile, token budgets, no prefetch) is measured on a subset.
+GPU figures are a model (FLOPs from the architecture at the measured length distribution), not a
+measurement: there is no GPU here.
+
+    python benchmarks/propagate.py [--n 400] [--rounds 2] [--option-n 160]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from distill.inference import (  # noqa: E402
+    InferenceOptions,
+    Scorer,
+    load_model,
+    logits_to_labels,
+    reference_predict_arrays,
+    tokenize,
+)
+from distill.quick_student import build_quick_student  # noqa: E402
+
+LABELS = REPO.parent / "shared" / "data" / "labels" / "teacher_labels_v1.parquet"
+RESULT = REPO / "benchmarks" / "results" / "propagate.json"
+PAPER = {"paragraphs": 133_000_000, "a100_hours": 80, "per_s_per_gpu": 133_000_000 / (80 * 3600)}
+GPUS = {  # dense bf16 peak, assumed rental price (USD per GPU-hour, 2025 cloud on-demand ballpark)
+    "A100": {"peak_tflops_bf16": 312, "usd_per_hour": 2.0},
+    "H100": {"peak_tflops_bf16": 989, "usd_per_hour": 3.5},
+}
+UTILISATION = 0.35
+
+
+def timed(fn):
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, out
+
+
+def labels(model, arrays) -> list[dict]:
+    c = model.config
+    return logits_to_labels(
+        *arrays,
+        document_type_labels=c.document_type_labels,
+        domain_labels=c.domain_labels,
+        temperatures=c.temperatures,
+        score_min=c.score_min,
+        score_max=c.score_max,
+    )
+
+
+def agreement(a: list[dict], b: list[dict]) -> dict:
+    pairs = list(zip(a, b, strict=True))
+    return {
+        "label_agreement": float(
+            np.mean(
+                [x["document_type"] == y["document_type"] and x["domain"] == y["domain"] for x, y in pairs]
+            )
+        ),
+        "document_type_agreement": float(
+            np.mean([x["document_type"] == y["document_type"] for x, y in pairs])
+        ),
+        "domain_agreement": float(np.mean([x["domain"] == y["domain"] for x, y in pairs])),
+        "score_mad": float(np.mean([abs(x["educational_score"] - y["educational_score"]) for x, y in pairs])),
+        "score_rounded_agreement": float(
+            np.mean([round(x["educational_score"]) == round(y["educational_score"]) for x, y in pairs])
+        ),
+    }
+
+
+def flops_per_paragraph(model, lengths: np.ndarray) -> dict:
+    """Forward FLOPs from the architecture: 2 * non-embedding params per token + attention scores/values."""
+    enc = model.encoder
+    embedding = sum(p.numel() for p in enc.embeddings.parameters())
+    params_nonembedding = sum(p.numel() for p in model.parameters()) - embedding
+    cfg = enc.config
+    n = lengths.astype(np.float64)
+    linear = 2.0 * params_nonembedding * n
+    attention = 4.0 * cfg.num_hidden_layers * cfg.hidden_size * n * n  # QK^T and AV, 2 FLOPs per MAC
+    per_para = linear + attention
+    at_512 = 2.0 * params_nonembedding * 512 + 4.0 * cfg.num_hidden_layers * cfg.hidden_size * 512 * 512
+    return {
+        "params_total": int(sum(p.numel() for p in model.parameters())),
+        "params_nonembedding": int(params_nonembedding),
+        "mean_tokens": float(n.mean()),
+        "gflops_per_paragraph_mean": float(per_para.mean() / 1e9),
+        "gflops_per_paragraph_padded_512": float(at_512 / 1e9),
+    }
+
+
+def gpu_estimate(flops: dict, tokenize_per_cpu_s: float) -> dict:
+    per_para = flops["gflops_per_paragraph_mean"] * 1e9
+    out = {
+        "note": "ESTIMATE from FLOPs, not measured (no GPU here): throughput = peak bf16 x utilisation / "
+        "FLOPs per paragraph at the measured token-length distribution (length-sorted batches, no padding "
+        "to 512). Prices are assumptions.",
+        "utilisation": UTILISATION,
+        "paper": {k: round(v, 1) for k, v in PAPER.items()},
+    }
+    for name, gpu in GPUS.items():
+        per_s = gpu["peak_tflops_bf16"] * 1e12 * UTILISATION / per_para
+        hours = PAPER["paragraphs"] / per_s / 3600
+        out[name] = {
+            **gpu,
+            "paragraphs_per_s": round(per_s),
+            "x_paper_per_gpu": round(per_s / PAPER["per_s_per_gpu"], 1),
+            "gpu_hours_133M": round(hours, 2),
+            "usd_133M": round(hours * gpu["usd_per_hour"], 2),
+            "cpu_cores_to_feed_tokenizer": round(per_s / tokenize_per_cpu_s, 1),
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--labels", default=str(LABELS))
+    parser.add_argument("--n", type=int, default=400, help="paragraphs timed for ours vs baseline")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--option-n", type=int, default=160, help="paragraphs per option measured")
+    parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument("--output", default=str(RESULT))
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+
+    table = pq.read_table(args.labels, columns=["id", "text"])
+    rng = np.random.default_rng(0)
+    # Heads are fitted on the first 256 rows; time on others, a seeded random sample.
+    pick = sorted(rng.choice(np.arange(256, table.num_rows), size=args.n, replace=False).tolist())
+    texts = [table["text"][i].as_py() for i in pick]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-propagate-"))
+    model_dir = build_quick_student(args.labels, tmp / "student")
+    model, tokenizer = load_model(model_dir)
+
+    all_texts = table["text"].to_pylist()
+    tok_wall, tok_cpu, ids = timed(lambda: tokenize(tokenizer, all_texts, 512))
+    lengths = np.array([len(x) for x in ids])
+    token_stats = {
+        "paragraphs": len(lengths),
+        "mean": float(lengths.mean()),
+        "p50": float(np.percentile(lengths, 50)),
+        "p90": float(np.percentile(lengths, 90)),
+        "truncated_share": float((lengths >= 512).mean()),
+        "tokenize_per_cpu_s": round(len(all_texts) / tok_cpu, 1),
+    }
+    sample_tokens = int(sum(len(x) for x in tokenize(tokenizer, texts, 512)))
+    print(f"tokens: {token_stats}", flush=True)
+
+    scorer = Scorer(model, tokenizer, InferenceOptions())
+    scorer.score(texts[:16])  # warm-up (thread pools, allocator)
+    reference_predict_arrays(model, tokenizer, texts[:8], batch_size=8)
+    runs: dict[str, list[tuple[float, float]]] = {"ours": [], "baseline": []}
+    ours_out = base_arrays = None
+    for r in range(args.rounds):
+        order = ["ours", "baseline"] if r % 2 == 0 else ["baseline", "ours"]
+        for name in order:
+            if name == "ours":
+                wall, cpu, ours_out = timed(lambda: scorer.score(texts))
+            else:
+                wall, cpu, base_arrays = timed(lambda: reference_predict_arrays(model, tokenizer, texts))
+            runs[name].append((wall, cpu))
+            print(
+                f"round {r} {name}: {len(texts) / wall:.2f} para/s wall, {len(texts) / cpu:.2f} para/cpu-s",
+                flush=True,
+            )
+    base_out = labels(model, base_arrays)
+    n = len(texts)
+    ours_wall = statistics.median(w for w, _ in runs["ours"])
+    base_wall = statistics.median(w for w, _ in runs["baseline"])
+    ours_cpu = statistics.median(c for _, c in runs["ours"])
+    base_cpu = statistics.median(c for _, c in runs["baseline"])
+    result = {
+        "machine": f"{torch.get_num_threads()} torch threads, {torch.backends.cpu.get_cpu_capability()}, "
+        "2 cores shared with other jobs",
+        "paragraphs": n,
+        "rounds": args.rounds,
+        "ours_per_s": round(n / ours_wall, 2),
+        "baseline_per_s": round(n / base_wall, 2),
+        "ratio": round(base_wall / ours_wall, 2),
+        "ours_tokens_per_s": round(sample_tokens / ours_wall, 1),
+        "baseline_tokens_per_s": round(sample_tokens / base_wall, 1),
+        "ours_per_cpu_s": round(n / ours_cpu, 2),
+        "baseline_per_cpu_s": round(n / base_cpu, 2),
+        "ratio_cpu_time": round(base_cpu / ours_cpu, 2),
+        "runs_wall_cpu_s": {k: [[round(w, 2), round(c, 2)] for w, c in v] for k, v in runs.items()},
+        **agreement(ours_out, base_out),
+        "ours_options": scorer.describe(),
+        "padding_efficiency_ours": round(scorer.stats["tokens"] / max(1, scorer.stats["padded_tokens"]), 3),
+        "tokens": token_stats,
+    }
+    print(
+        json.dumps({k: result[k] for k in ("ours_per_s", "baseline_per_s", "ratio", "ratio_cpu_time")}),
+        flush=True,
+    )
+
+    # Each option alone, on a subset, against the default on the same subset and the fp32 reference.
+    subset = texts[: args.option_n]
+    ref_subset = base_out[: args.option_n]
+    variants = {
+        "default": InferenceOptions(),
+        "batch_tokens_4096": InferenceOptions(batch_tokens=4096),
+        "batch_tokens_65536": InferenceOptions(batch_tokens=65536),
+        "no_prefetch": InferenceOptions(prefetch=0, chunk_size=10**9),
+        "bf16": InferenceOptions(precision="bf16"),
+        "int8": InferenceOptions(quantize=True),
+    }
+    if not args.skip_compile:
+        variants["compile"] = InferenceOptions(compile=True)
+    options = {}
+    for name, opts in variants.items():
+        s = Scorer(model, tokenizer, opts)
+        warm_wall, _, _ = timed(lambda s=s: s.score(subset[:32]))  # compile happens here for `compile`
+        wall, cpu, out = timed(lambda s=s: s.score(subset))
+        options[name] = {
+            "per_s": round(len(subset) / wall, 2),
+            "per_cpu_s": round(len(subset) / cpu, 2),
+            "warmup_s": round(warm_wall, 1),
+            **agreement(out, ref_subset),
+        }
+        print(f"option {name}: {options[name]}", flush=True)
+    base = options["default"]
+    for v in options.values():
+        v["speedup_vs_default_cpu_time"] = round(v["per_cpu_s"] / base["per_cpu_s"], 2)
+    result["options"] = options
+    result["options_paragraphs"] = len(subset)
+
+    if not args.skip_pipeline:
+        import pyarrow as pa
+
+        from pipelines.propagate import run_propagate
+
+        inp = tmp / "in"
+        inp.mkdir()
+        pq.write_table(
+            pa.table({"id": [table["id"][i].as_py() for i in pick], "text": texts}), inp / "p.parquet"
+        )
+        wall, cpu, stats = timed(
+            lambda: run_propagate([str(inp)], str(model_dir), str(tmp / "out"), progress=False)
+        )
+        result["beam_directrunner"] = {
+            "paragraphs": stats["read"],
+            "written": stats["written"],
+            "per_s": round(stats["read"] / wall, 2),
+            "note": "end to end incl. pipeline start-up, Parquet read/write and model load",
+        }
+        print(f"beam: {result['beam_directrunner']}", flush=True)
+
+    flops = flops_per_paragraph(model, np.minimum(lengths, 512))
+    result["flops"] = flops
+    result["gpu_estimate"] = gpu_estimate(flops, token_stats["tokenize_per_cpu_s"])
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("ours_per_s", "baseline_per_s", "ratio", "label_agreement")}))
+    print(json.dumps(result["gpu_estimate"], indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

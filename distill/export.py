@@ -1,0 +1,138 @@
+"""Write a trained student as a self-contained model directory.
+
+`save_pretrained` (config with label maps and temperatures, weights) + tokenizer + `agreement.json`
+(how far the student agrees with its teacher on held-out articles) + a README.md model card.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from distill.metrics import PAPER, headline
+
+
+def agreement_record(summary: dict) -> dict:
+    """The tracked agreement artifact: per-label F1, confusion matrices, kappa, score r/MAE, calibration."""
+    after, before = summary["metrics"], summary["metrics_uncalibrated"]
+    heads = {}
+    for head in ("document_type", "domain"):
+        m = after[head]
+        heads[head] = {
+            "accuracy": m["accuracy"],
+            "macro_f1": m["f1"],
+            "kappa": m["kappa"],
+            "per_label_f1": m["per_label_f1"],
+            "confusion_matrix": m["confusion_matrix"],
+            "calibration": {
+                "temperature": summary["temperatures"].get(head, 1.0),
+                "ece_before": before[head].get("ece"),
+                "ece_after": m.get("ece"),
+                "nll_before": before[head].get("nll"),
+                "nll_after": m.get("nll"),
+            },
+        }
+    return {
+        **heads,
+        "educational_score": after["educational_score"],
+        "headline": headline(after),
+        "paper": PAPER,
+        "sizes": {"train": summary["sizes"]["train"], "held_out": summary["sizes"]["held_out"], **summary["sizes"]},
+        "articles": summary["articles"],
+        "held_out_part": summary["held_out_part"],
+        "skipped_rows": summary["data"]["skipped"],
+        "teacher_models": summary["teacher_models"] or ["unrecorded (labels carry no teacher_model)"],
+        "prompt_versions": summary["prompt_versions"] or ["unrecorded (labels carry no prompt_version)"],
+        "labels": summary["labels"],
+        "backbone": summary["backbone"],
+        "mode": summary["mode"],
+    }
+
+
+def model_card(summary: dict, agreement: dict) -> str:
+    h = agreement["headline"]
+    cfg = summary["config"]
+    rows = [
+        ("document type macro-F1", h["document_type_f1"], PAPER["document_type"]["f1"]),
+        ("document type Cohen's kappa", h["document_type_kappa"], PAPER["document_type"]["kappa"]),
+        ("domain macro-F1", h["domain_f1"], PAPER["domain"]["f1"]),
+        ("educational score Pearson r", h["educational_score_pearson"], PAPER["educational_score"]["pearson"]),
+        ("educational score MAE", h["educational_score_mae"], PAPER["educational_score"]["mae"]),
+    ]
+    table = "\n".join(f"| {name} | {ours:.3f} | {paper:.3f} |" for name, ours, paper in rows)
+    cal = "\n".join(
+        f"| {head} | {agreement[head]['calibration']['temperature']:.3f} | "
+        f"{agreement[head]['calibration']['ece_before']:.3f} | {agreement[head]['calibration']['ece_after']:.3f} |"
+        for head in ("document_type", "domain")
+    )
+    return f"""---
+library_name: transformers
+tags: [biomedical, text-classification, data-curation, distillation]
+---
+# biomed-enrich student
+
+A multi-task paragraph classifier distilled from LLM teacher labels by `biomed-enrich train`:
+one shared encoder (`{summary["backbone"]}`, mean pooling), three heads: document type
+({", ".join(summary["label_orders"]["document_type"])}), domain ({", ".join(summary["label_orders"]["domain"])})
+and educational score (regression, 1-5). Mode: {summary["mode"]}.
+
+## Intended use
+Annotating biomedical paragraphs (PMC Open Access) so a pretraining corpus can be filtered and
+upsampled, as in Biomed-Enriched (arXiv 2506.20331). These are neural heuristics for data curation:
+no medical expert verified them, and they are not for clinical decisions. Paragraphs are truncated
+to {cfg["max_seq_length"]} tokens.
+
+## Data
+Teacher labels: {", ".join(summary["labels"])} ({summary["data"]["read"]} rows read,
+{summary["data"]["kept"]} usable, skipped: {summary["data"]["skipped"] or "none"}).
+Teacher: {", ".join(agreement["teacher_models"])}; prompt: {", ".join(agreement["prompt_versions"])}.
+Split by article (seed {cfg["seed"]}): train {summary["sizes"]["train"]} paragraphs
+({summary["articles"]["train"]} articles), validation {summary["sizes"]["validation"]}
+(early stopping, temperature scaling), test {summary["sizes"]["test"]}.
+
+## Agreement with the teacher (held-out {summary["held_out_part"]} articles, n={summary["sizes"]["held_out"]})
+| metric | this student | paper (XLM-R-base, 358K labels) |
+| --- | --- | --- |
+{table}
+
+Per-label F1 and confusion matrices: `agreement.json`.
+
+## Calibration (temperature scaling fitted on the validation articles)
+| head | temperature | ECE before | ECE after |
+| --- | --- | --- | --- |
+{cal}
+
+## Use
+```python
+from transformers import AutoTokenizer
+from distill.model import StudentModel
+from distill.predict import predict
+model = StudentModel.from_pretrained("MODEL_DIR"); tokenizer = AutoTokenizer.from_pretrained("MODEL_DIR")
+predict(model, tokenizer, ["A 54-year-old man presented with ..."])
+```
+
+## Training
+```json
+{json.dumps(cfg, indent=1, sort_keys=True)}
+```
+Training time: {summary["train_seconds"]:.0f} s.
+"""
+
+
+def export_student(model, tokenizer, output: str, summary: dict) -> dict:
+    """Save model, tokenizer, agreement.json, training.json and the model card into `output`."""
+    from pipelines.io import write_json
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    summary.setdefault(
+        "label_orders",
+        {"document_type": list(model.config.document_type_labels), "domain": list(model.config.domain_labels)},
+    )
+    record = agreement_record(summary)
+    write_json(record, str(out / "agreement.json"))
+    write_json(summary, str(out / "training.json"))
+    (out / "README.md").write_text(model_card(summary, record))
+    return record

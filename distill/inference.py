@@ -1,0 +1,426 @@
+"""Fast batch inference for the student: the same answers as a plain fp32 loop, several times cheaper.
+
+Where the speed comes from (each option is measured in `benchmarks/propagate.py`, see docs/propagate.md):
+
+- Token-budget batches: paragraphs are tokenised without padding, sorted by token length and cut into
+  batches of at most `batch_tokens` padded tokens, so a batch pads only to its own longest paragraph
+  (never to 512). Answers come back in input order.
+- Truncation policy: head truncation to `max_seq_length` tokens including [CLS]/[SEP] (the model
+  config's value, 512 by default), exactly as the tokenizer truncates at training time. Very long texts
+  are first clipped at a whitespace boundary far past what 512 tokens can span, and re-tokenised in
+  full when the clipped text does not fill the budget, so clipping never changes an answer.
+- Tokenisation overlapped with compute: a background thread tokenises and collates the next chunk
+  while the model runs (the Rust tokenizer releases the GIL).
+- Precision: bf16 autocast on GPUs and on CPUs with native bf16 (AVX512-BF16/AMX); fp32 elsewhere,
+  where bf16 is emulated and slower. SDPA attention is the encoder's default.
+- Optional: int8 dynamic quantisation of Linear layers (CPU only) and `torch.compile`.
+- On CUDA: pinned host memory and non-blocking copies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+# A wordpiece token never spans more characters than this on real text; clipping further out than
+# max_seq_length * CLIP_CHARS_PER_TOKEN characters is always checked (see `tokenize`).
+CLIP_CHARS_PER_TOKEN = 16
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How to run the student. Defaults are the fastest measured setting that keeps answers."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto: bf16 where the hardware has it natively, else fp32
+    quantize: bool = False  # int8 dynamic quantisation of Linear layers (CPU only)
+    compile: bool = False  # torch.compile the encoder (dynamic shapes)
+    batch_tokens: int = 16384  # padded tokens per forward pass
+    max_batch_size: int = 512  # paragraphs per forward pass, whatever their length
+    max_seq_length: int | None = None  # None: the model config's max_seq_length
+    chunk_size: int = 1024  # paragraphs tokenised (and length-sorted) together
+    prefetch: int = 2  # chunks tokenised ahead of the model
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.batch_tokens < 1 or self.max_batch_size < 1 or self.chunk_size < 1:
+            raise ValueError("batch_tokens, max_batch_size and chunk_size must be positive")
+
+
+# ---------------------------------------------------------------------------------------- devices
+
+
+def select_device(device: str = "auto", *, cuda_available: bool | None = None) -> torch.device:
+    """`auto` picks CUDA when a usable GPU is present, else CPU; explicit CUDA without a GPU is an error."""
+    available = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if device == "auto":
+        return torch.device("cuda" if available else "cpu")
+    chosen = torch.device(device)
+    if chosen.type == "cuda" and not available:
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    return chosen
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run natively (not emulated) on `device`."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def select_dtype(precision: str, device: torch.device, *, native: bool | None = None) -> torch.dtype:
+    """The autocast dtype: bf16 if asked or (auto) if native on the device, else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "fp32":
+        return torch.float32
+    if precision == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if (native_bf16(device) if native is None else native) else torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+    """Autocast to `dtype` on `device`, or nothing for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Move a collated batch; on CUDA through pinned memory with asynchronous copies."""
+    if device.type != "cuda":
+        return {k: v.to(device) for k, v in batch.items()}
+    return {
+        k: (v if v.is_pinned() else v.pin_memory()).to(device, non_blocking=True) for k, v in batch.items()
+    }
+
+
+# ------------------------------------------------------------------------------------ text & tokens
+
+
+def clean_text(text: object) -> str:
+    """A string the tokenizer accepts, whatever came in: None -> "", lone surrogates -> U+FFFD, no NULs."""
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    text = str(text)
+    if any("\ud800" <= c <= "\udfff" for c in text):
+        text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text.replace("\x00", "")
+
+
+def _clip(text: str, limit: int) -> str | None:
+    """`text` cut at the last whitespace before `limit` characters, or None when it needs no (safe) cut."""
+    if len(text) <= limit:
+        return None
+    cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+    return text[:cut] if cut > 0 else None
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_seq_length: int) -> list[list[int]]:
+    """Token ids of each text, head-truncated to `max_seq_length` (special tokens included), unpadded.
+
+    Texts longer than `max_seq_length * CLIP_CHARS_PER_TOKEN` characters are tokenised from a prefix cut
+    at whitespace; the prefix's tokens are a prefix of the full text's tokens (whitespace splits
+    pre-tokens), so when the prefix fills the budget the answer is identical, otherwise the full text is
+    tokenised again.
+    """
+    limit = max_seq_length * CLIP_CHARS_PER_TOKEN
+    clipped = [_clip(t, limit) for t in texts]
+    inputs = [c if c is not None else t for c, t in zip(clipped, texts, strict=True)]
+    encoded = tokenizer(
+        inputs,
+        truncation=True,
+        max_length=max_seq_length,
+        padding=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )["input_ids"]
+    redo = [i for i, c in enumerate(clipped) if c is not None and len(encoded[i]) < max_seq_length]
+    if redo:
+        again = tokenizer(
+            [texts[i] for i in redo],
+            truncation=True,
+            max_length=max_seq_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        for i, ids in zip(redo, again, strict=True):
+            encoded[i] = ids
+    return encoded
+
+
+def token_budget_batches(lengths: Sequence[int], batch_tokens: int, max_batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length whose padded size stays within `batch_tokens`.
+
+    Sorted longest first (so memory peaks on the first batch, not late in a run); a single paragraph
+    longer than the budget still gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    width = 0
+    for i in order:
+        new_width = max(width, lengths[i])
+        if current and (new_width * (len(current) + 1) > batch_tokens or len(current) >= max_batch_size):
+            batches.append(current)
+            current, new_width = [], lengths[i]
+        current.append(i)
+        width = new_width
+    if current:
+        batches.append(current)
+    return batches
+
+
+def collate(ids: Sequence[Sequence[int]], pad_id: int, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded `input_ids` and `attention_mask` tensors (to the longest, or to `pad_to`)."""
+    width = pad_to or max(len(x) for x in ids)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = x
+        mask[row, : len(x)] = 1
+    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+
+
+# ------------------------------------------------------------------------------------ predictions
+
+
+def logits_to_labels(
+    document_type_logits: np.ndarray,
+    domain_logits: np.ndarray,
+    educational_score: np.ndarray,
+    *,
+    document_type_labels: Sequence[str],
+    domain_labels: Sequence[str],
+    temperatures: dict | None = None,
+    score_min: float = 1.0,
+    score_max: float = 5.0,
+) -> list[dict]:
+    """Released label columns from raw head outputs: temperature softmax, argmax, clamped score."""
+    temperatures = temperatures or {}
+
+    def softmax(logits: np.ndarray, t: float) -> np.ndarray:
+        z = np.asarray(logits, dtype=np.float64) / float(t)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    doc = softmax(document_type_logits, temperatures.get("document_type", 1.0))
+    dom = softmax(domain_logits, temperatures.get("domain", 1.0))
+    score = np.clip(np.asarray(educational_score, dtype=np.float64), score_min, score_max)
+    doc_arg, dom_arg = doc.argmax(axis=1), dom.argmax(axis=1)
+    return [
+        {
+            "document_type": document_type_labels[doc_arg[i]],
+            "domain": domain_labels[dom_arg[i]],
+            "educational_score": float(score[i]),
+            "document_type_scores": doc[i].tolist(),
+            "domain_scores": dom[i].tolist(),
+        }
+        for i in range(len(score))
+    ]
+
+
+def _labels_from_outputs(config, doc: np.ndarray, dom: np.ndarray, score: np.ndarray) -> list[dict]:
+    return logits_to_labels(
+        doc,
+        dom,
+        score,
+        document_type_labels=config.document_type_labels,
+        domain_labels=config.domain_labels,
+        temperatures=config.temperatures,
+        score_min=config.score_min,
+        score_max=config.score_max,
+    )
+
+
+# ------------------------------------------------------------------------------------------ scorer
+
+
+def model_id(model_dir: str | Path) -> str:
+    """`<directory name>@<first 12 hex of the weights' sha256>`: names the model and pins its version."""
+    path = Path(model_dir)
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in path.glob("*.safetensors")) or sorted(
+        p.name for p in path.glob("*.bin")
+    ):
+        with open(path / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return f"{path.resolve().name}@{digest.hexdigest()[:12]}"
+
+
+class Scorer:
+    """A loaded student + tokenizer that scores lists of texts with the options chosen."""
+
+    def __init__(
+        self, model, tokenizer, options: InferenceOptions = InferenceOptions(), name: str = "student"
+    ):
+        self.options = options
+        self.device = select_device(options.device)
+        self.dtype = select_dtype(options.precision, self.device)
+        self.max_seq_length = int(options.max_seq_length or model.config.max_seq_length)
+        self.tokenizer = tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.config = model.config
+        self.name = name
+        model = model.eval()
+        if options.quantize:
+            if self.device.type != "cpu":
+                raise ValueError("int8 dynamic quantisation runs on CPU only")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        model = model.to(self.device)
+        self.model = model
+        self.forward: Callable = model
+        if options.compile:
+            self.forward = torch.compile(model, dynamic=True)
+        self.stats = {"paragraphs": 0, "tokens": 0, "padded_tokens": 0, "truncated": 0}
+
+    def describe(self) -> dict:
+        return {
+            **asdict(self.options),
+            "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
+
+    def _prepare(self, texts: Sequence[str]) -> list[tuple[list[int], dict[str, torch.Tensor]]]:
+        """Tokenise one chunk and collate its token-budget batches (runs in the prefetch thread)."""
+        ids = tokenize(self.tokenizer, [clean_text(t) for t in texts], self.max_seq_length)
+        lengths = [len(x) for x in ids]
+        batches = token_budget_batches(lengths, self.options.batch_tokens, self.options.max_batch_size)
+        prepared = []
+        for batch in batches:
+            tensors = collate([ids[i] for i in batch], self.pad_id)
+            if self.device.type == "cuda":
+                tensors = {k: v.pin_memory() for k, v in tensors.items()}
+            prepared.append((batch, tensors))
+        self.stats["tokens"] += sum(lengths)
+        self.stats["truncated"] += sum(n >= self.max_seq_length for n in lengths)
+        return prepared
+
+    def _prefetched(self, texts: Sequence[str]) -> Iterator[tuple[int, list[tuple[list[int], dict]]]]:
+        """Chunks prepared by a background thread, `prefetch` ahead of the consumer."""
+        size = self.options.chunk_size
+        starts = list(range(0, len(texts), size))
+        if len(starts) <= 1 or self.options.prefetch < 1:
+            for start in starts:
+                yield start, self._prepare(texts[start : start + size])
+            return
+        ready: queue.Queue = queue.Queue(maxsize=self.options.prefetch)
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                for start in starts:
+                    if stop.is_set():
+                        return
+                    ready.put((start, self._prepare(texts[start : start + size])))
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                ready.put(exc)
+
+        thread = threading.Thread(target=work, name="tokenize-prefetch", daemon=True)
+        thread.start()
+        try:
+            for _ in starts:
+                item = ready.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    ready.get_nowait()
+                thread.join(timeout=0.05)
+
+    @torch.inference_mode()
+    def predict_arrays(self, texts: Sequence[str], progress: Callable[[int], None] | None = None):
+        """Raw head outputs (document_type logits, domain logits, score) in input order, as float32 arrays."""
+        n = len(texts)
+        doc = np.zeros((n, len(self.config.document_type_labels)), dtype=np.float32)
+        dom = np.zeros((n, len(self.config.domain_labels)), dtype=np.float32)
+        score = np.zeros(n, dtype=np.float32)
+        for start, prepared in self._prefetched(texts):
+            for batch, tensors in prepared:
+                inputs = to_device(tensors, self.device)
+                with autocast(self.device, self.dtype):
+                    out = self.forward(**inputs)
+                rows = np.asarray(batch) + start
+                doc[rows] = out.document_type_logits.float().cpu().numpy()
+                dom[rows] = out.domain_logits.float().cpu().numpy()
+                score[rows] = out.educational_score.float().cpu().numpy()
+                self.stats["padded_tokens"] += int(tensors["input_ids"].numel())
+                if progress is not None:
+                    progress(len(batch))
+        self.stats["paragraphs"] += n
+        return doc, dom, score
+
+    def score(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> list[dict]:
+        """The released label columns for each text, in input order."""
+        return _labels_from_outputs(self.config, *self.predict_arrays(texts, progress))
+
+
+def load_model(model_dir: str | Path):
+    """The student and its tokenizer from a `save_pretrained` directory."""
+    from transformers import AutoTokenizer
+
+    from distill.model import StudentModel
+
+    model = StudentModel.from_pretrained(str(model_dir)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    return model, tokenizer
+
+
+def load_scorer(model_dir: str | Path, options: InferenceOptions = InferenceOptions()) -> Scorer:
+    model, tokenizer = load_model(model_dir)
+    return Scorer(model, tokenizer, options, name=model_id(model_dir))
+
+
+# ------------------------------------------------------------------------------- reference (naive)
+
+
+@torch.inference_mode()
+def reference_predict_arrays(
+    model, tokenizer, texts: Sequence[str], *, batch_size: int = 32, pad_to_max: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The plain loop the fast path must agree with: fp32, input order, fixed batches, padded to 512.
+
+    `pad_to_max=False` pads each batch to its longest text instead (same answers, cheaper for tests).
+    """
+    max_len = int(model.config.max_seq_length)
+    outs: list[tuple] = []
+    for start in range(0, len(texts), batch_size):
+        batch = [clean_text(t) for t in texts[start : start + batch_size]]
+        enc = tokenizer(
+            batch,
+            truncation=True,
+            max_length=max_len,
+            padding="max_length" if pad_to_max else "longest",
+            return_tensors="pt",
+        )
+        out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        outs.append((out.document_type_logits, out.domain_logits, out.educational_score))
+    return tuple(torch.cat([o[k] for o in outs]).float().numpy() for k in range(3))
+
+
+def reference_scores(model, tokenizer, texts: Sequence[str], **kw) -> list[dict]:
+    return _labels_from_outputs(model.config, *reference_predict_arrays(model, tokenizer, texts, **kw))
+
+
+def with_options(options: InferenceOptions, **changes) -> InferenceOptions:
+    """A copy of `options` with some fields changed (ignores None values, as CLI defaults are None)."""
+    return replace(options, **{k: v for k, v in changes.items() if v is not None})

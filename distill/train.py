@@ -1,0 +1,478 @@
+"""Train the multi-task student on teacher labels: `run_train` is the stage's entry point.
+
+Two modes share one model class and one export:
+- full fine-tuning (default): AdamW, linear warm-up and decay, bf16 autocast where the hardware has
+  it, dynamic padding with length-grouped batches, gradient accumulation, per-epoch checkpoints and
+  resume, early stopping on validation loss, DDP under `torchrun`;
+- `freeze_encoder=True`: embed once (cached), train only the heads on the pooled vectors
+  (`fit_heads`): seconds instead of hours on a CPU.
+Either way the temperatures are fitted on the validation articles and the agreement with the teacher
+is measured on held-out articles (the test part when there is one).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from distill.data import LabelledSet, LengthGroupedSampler, TextDataset, collate, load_labels, split_by_article
+from distill.model import DEFAULT_BACKBONE, StudentModel, resolve_backbone
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run (also written into the model card)."""
+
+    max_seq_length: int = 256
+    epochs: int = 3
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # type CE, domain CE, score MSE
+    soft_targets: bool = True
+    seed: int = 0
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    patience: int = 2
+    precision: str = "auto"  # auto | fp32 | bf16
+    device: str = "auto"
+    resume: bool = True
+    keep_checkpoints: bool = False
+    freeze_encoder: bool = False
+    head_hidden: int = 0
+    head_epochs: int = 200
+    head_lr: float = 1e-3
+    head_batch_size: int = 128
+    head_patience: int = 20
+    dropout: float = 0.1
+    cache_dir: str | None = None
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_kwargs(cls, **kw) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(kw) - known
+        if unknown:
+            raise TypeError(f"unknown training options: {sorted(unknown)}")
+        if "loss_weights" in kw:
+            kw["loss_weights"] = tuple(float(w) for w in kw["loss_weights"])
+        return cls(**kw)
+
+
+def select_device(device: str = "auto") -> torch.device:
+    if device != "auto":
+        return torch.device(device)
+    if os.environ.get("LOCAL_RANK") is not None and torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def select_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast where it pays: CUDA with bf16 support, or a CPU with native bf16 (AVX512-BF16/AMX).
+
+    On a CPU without them bf16 autocast is emulated and measured ~8x slower than fp32, so `auto`
+    keeps fp32 there; `bf16` forces it.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_has_bf16() else None
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def multitask_loss(out, batch: dict, weights=(1.0, 1.0, 1.0)) -> tuple[torch.Tensor, dict[str, float]]:
+    """CE(type) + CE(domain) + MSE(score), weighted and summed; soft teacher targets when the batch has them."""
+
+    def ce(logits, hard, soft):
+        logits = logits.float()
+        if soft is not None:
+            return -(soft * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+        return F.cross_entropy(logits, hard)
+
+    parts = {
+        "document_type": ce(out.document_type_logits, batch["document_type"], batch.get("document_type_probs")),
+        "domain": ce(out.domain_logits, batch["domain"], batch.get("domain_probs")),
+        "educational_score": F.mse_loss(out.educational_score.float(), batch["educational_score"]),
+    }
+    loss = sum(w * p for w, p in zip(weights, parts.values()))
+    return loss, {k: float(v) for k, v in parts.items()}
+
+
+def targets(data: LabelledSet, soft: bool = True) -> dict[str, torch.Tensor]:
+    """Target tensors of a LabelledSet (as a batch dict)."""
+    t = {
+        "document_type": torch.as_tensor(data.document_type),
+        "domain": torch.as_tensor(data.domain),
+        "educational_score": torch.as_tensor(data.educational_score, dtype=torch.float32),
+    }
+    if soft and data.document_type_probs is not None:
+        t["document_type_probs"] = torch.as_tensor(data.document_type_probs)
+    if soft and data.domain_probs is not None:
+        t["domain_probs"] = torch.as_tensor(data.domain_probs)
+    return t
+
+
+def _heads_state(model: StudentModel) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
+
+
+@torch.no_grad()
+def head_outputs(model: StudentModel, embeddings: torch.Tensor, batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """Raw head outputs on cached pooled embeddings (eval mode), as numpy arrays."""
+    was = model.training
+    model.eval()
+    parts = {"document_type_logits": [], "domain_logits": [], "educational_score": []}
+    for s in range(0, len(embeddings), batch_size):
+        out = model.heads(embeddings[s : s + batch_size].to(model.device))
+        for k in parts:
+            parts[k].append(getattr(out, k).float().cpu().numpy())
+    model.train(was)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def fit_heads(
+    model: StudentModel,
+    embeddings: torch.Tensor,
+    data: LabelledSet,
+    *,
+    valid: tuple[torch.Tensor, LabelledSet] | None = None,
+    epochs: int = 200,
+    lr: float = 1e-3,
+    weight_decay: float = 0.01,
+    batch_size: int = 128,
+    loss_weights=(1.0, 1.0, 1.0),
+    soft_targets: bool = True,
+    patience: int = 20,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
+    """Train only the heads of `model` (in place) on pooled embeddings of `data`.
+
+    AdamW with cosine decay; with `valid`, keeps the heads of the epoch with the lowest validation
+    loss and stops after `patience` epochs without improvement. Returns the loss history.
+    """
+    seed_everything(seed)
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
+    opt = torch.optim.AdamW(head_params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    y = targets(data, soft_targets)
+    x = embeddings.float()
+    if valid is not None:
+        vx, vy = valid[0].float(), targets(valid[1], soft_targets)
+    gen = torch.Generator().manual_seed(seed)
+    history, best, best_state, bad = [], math.inf, None, 0
+    for epoch in tqdm(range(epochs), desc="heads", disable=not progress):
+        model.train()
+        total = 0.0
+        for idx in torch.randperm(len(x), generator=gen).split(batch_size):
+            out = model.heads(x[idx])
+            loss, _ = multitask_loss(out, {k: v[idx] for k, v in y.items()}, loss_weights)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+        sched.step()
+        record = {"epoch": epoch, "train_loss": total / max(1, len(x))}
+        if valid is not None:
+            model.eval()
+            with torch.no_grad():
+                vloss, parts = multitask_loss(model.heads(vx), vy, loss_weights)
+            record.update(valid_loss=float(vloss), **{f"valid_{k}": v for k, v in parts.items()})
+            if float(vloss) < best - 1e-4:
+                best, best_state, bad = float(vloss), _heads_state(model), 0
+            else:
+                bad += 1
+        history.append(record)
+        if valid is not None and bad >= patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    model.eval()
+    return {"history": history, "epochs_run": len(history), "best_valid_loss": None if best_state is None else best}
+
+
+def _dist_info() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+@torch.no_grad()
+def validation_loss(model, loader, device, autocast_dtype, weights) -> float:
+    model.eval()
+    total, n = 0.0, 0
+    for batch in loader:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        loss, _ = multitask_loss(out, batch, weights)
+        total += float(loss) * len(batch["input_ids"])
+        n += len(batch["input_ids"])
+    model.train()
+    return total / max(1, n)
+
+
+def train_encoder(
+    model: StudentModel, tokenizer, train: LabelledSet, valid: LabelledSet | None, cfg: TrainConfig, workdir: str
+) -> dict:
+    """Full fine-tuning loop (see module docstring); checkpoints to `<workdir>/checkpoint/`, resumes from it."""
+    import torch.distributed as dist
+    from torch.utils.data import DataLoader
+    from transformers import get_linear_schedule_with_warmup
+
+    rank, world = _dist_info()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = select_device(cfg.device)
+    amp = select_precision(cfg.precision, device)
+    seed_everything(cfg.seed)
+    model.to(device).train()
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    pad = tokenizer.pad_token_id or 0
+    train_ds = TextDataset(train, tokenizer, cfg.max_seq_length, soft_targets=cfg.soft_targets)
+    sampler = LengthGroupedSampler(train_ds.lengths(), cfg.batch_size, seed=cfg.seed, rank=rank, num_replicas=world)
+    loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=lambda b: collate(b, pad))
+    valid_loader = None
+    if valid is not None and len(valid):
+        valid_ds = TextDataset(valid, tokenizer, cfg.max_seq_length, soft_targets=cfg.soft_targets)
+        valid_loader = DataLoader(
+            valid_ds,
+            batch_sampler=LengthGroupedSampler(valid_ds.lengths(), cfg.batch_size * 2, shuffle=False),
+            collate_fn=lambda b: collate(b, pad),
+        )
+
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": cfg.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+    ]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
+    total_steps = max(1, steps_per_epoch * cfg.epochs)
+    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
+
+    ckpt_dir = Path(workdir) / "checkpoint"
+    state_path, best_path = ckpt_dir / "state.pt", ckpt_dir / "best.pt"
+    start_epoch, best, bad, history = 0, math.inf, 0, []
+    if cfg.resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, best, bad, history = state["epoch"] + 1, state["best"], state["bad"], state["history"]
+        torch.set_rng_state(state["rng"])
+
+    stop = False
+    for epoch in range(start_epoch, cfg.epochs):
+        if stop:
+            break
+        sampler.set_epoch(epoch)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress or rank != 0)
+        running, seen = 0.0, 0
+        for step, batch in enumerate(bar):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                out = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            loss, _ = multitask_loss(out, batch, cfg.loss_weights)
+            (loss / cfg.grad_accum).backward()
+            if (step + 1) % cfg.grad_accum == 0 or step + 1 == len(loader):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+            running += float(loss)
+            seen += 1
+            bar.set_postfix(loss=f"{running / seen:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+        record = {"epoch": epoch, "train_loss": running / max(1, seen)}
+        if rank == 0:
+            if valid_loader is not None:
+                vloss = validation_loss(model, valid_loader, device, amp, cfg.loss_weights)
+                record["valid_loss"] = vloss
+                if vloss < best - 1e-4:
+                    best, bad = vloss, 0
+                    ckpt_dir.mkdir(parents=True, exist_ok=True)
+                    torch.save(model.state_dict(), best_path)
+                else:
+                    bad += 1
+                stop = bad >= cfg.patience
+            history.append(record)
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            state = {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "epoch": epoch,
+                "best": best,
+                "bad": bad,
+                "history": history,
+                "rng": torch.get_rng_state(),
+            }
+            torch.save(state, state_path.with_suffix(".tmp"))
+            state_path.with_suffix(".tmp").replace(state_path)
+        if world > 1:
+            flag = torch.tensor([int(stop)], device=device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+    if best_path.exists():
+        model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
+    model.eval()
+    return {"history": history, "epochs_run": len(history), "best_valid_loss": None if math.isinf(best) else best}
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("BIOMED_ENRICH_CACHE", str(Path.home() / ".cache" / "biomed-enrich"))
+
+
+def run_train(
+    labels: list[str],
+    output: str,
+    *,
+    paragraphs: list[str] | None = None,
+    backbone: str = DEFAULT_BACKBONE,
+    **kw,
+) -> dict:
+    """Train a student on teacher labels and export it to `output` (model, tokenizer, card, agreement.json).
+
+    Options are the fields of `TrainConfig`. Returns a summary (sizes, skipped rows, metrics, timings).
+    """
+    from transformers import AutoTokenizer
+
+    from distill.calibrate import fit_temperatures
+    from distill.evaluate import evaluate_outputs
+    from distill.export import export_student
+    from distill.frozen import EmbeddingCache
+    from distill.predict import predict_logits
+
+    cfg = TrainConfig.from_kwargs(**kw)
+    started = time.time()
+    rank, world = _dist_info()
+    data = load_labels(labels, paragraphs)
+    if len(data) == 0:
+        raise ValueError(f"no usable labelled paragraphs in {labels}: {data.stats()}")
+    train_idx, valid_idx, test_idx = split_by_article(
+        data.articles, valid_fraction=cfg.valid_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed
+    )
+    if len(train_idx) == 0:
+        raise ValueError("the split left no training articles; lower valid_fraction/test_fraction")
+    train, valid, test = data.subset(train_idx), data.subset(valid_idx), data.subset(test_idx)
+    held_out = test if len(test) else valid
+
+    seed_everything(cfg.seed)
+    model = StudentModel.from_backbone(
+        backbone, max_seq_length=cfg.max_seq_length, head_hidden=cfg.head_hidden, dropout=cfg.dropout
+    )
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
+    workdir = Path(output)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.time()
+    if cfg.freeze_encoder:
+        device = select_device(cfg.device)
+        model.to(device)
+        cache = EmbeddingCache(cfg.cache_dir or default_cache_dir(), backbone, cfg.max_seq_length)
+        embed = lambda d: cache.embed(model, tokenizer, d.texts, progress=cfg.progress)  # noqa: E731
+        emb_train = embed(train)
+        emb_valid = embed(valid) if len(valid) else None
+        emb_test = embed(test) if len(test) else None
+        embed_seconds = time.time() - t0
+        fit = fit_heads(
+            model,
+            emb_train,
+            train,
+            valid=(emb_valid, valid) if emb_valid is not None else None,
+            epochs=cfg.head_epochs,
+            lr=cfg.head_lr,
+            weight_decay=cfg.weight_decay,
+            batch_size=cfg.head_batch_size,
+            loss_weights=cfg.loss_weights,
+            soft_targets=cfg.soft_targets,
+            patience=cfg.head_patience,
+            seed=cfg.seed,
+            progress=cfg.progress,
+        )
+        fit["embed_seconds"] = embed_seconds
+        outputs = lambda d, e: head_outputs(model, e)  # noqa: E731
+        valid_raw = outputs(valid, emb_valid) if len(valid) else None
+        held_raw = outputs(held_out, emb_test if len(test) else emb_valid)
+    else:
+        fit = train_encoder(model, tokenizer, train, valid if len(valid) else None, cfg, str(workdir))
+        if rank != 0:
+            return {"rank": rank}
+        model.to("cpu")
+        valid_raw = predict_logits(model, tokenizer, valid.texts, batch_size=64) if len(valid) else None
+        held_raw = valid_raw if not len(test) else predict_logits(model, tokenizer, test.texts, batch_size=64)
+    train_seconds = time.time() - t0
+    model.to("cpu")
+
+    uncalibrated = dict(model.config.temperatures)
+    if valid_raw is not None:
+        model.config.temperatures = fit_temperatures(
+            {"document_type": valid_raw["document_type_logits"], "domain": valid_raw["domain_logits"]},
+            {"document_type": valid.document_type, "domain": valid.domain},
+        )
+    before = evaluate_outputs(held_raw, held_out, model.config, temperatures=uncalibrated)
+    after = evaluate_outputs(held_raw, held_out, model.config)
+    summary = {
+        "labels": list(labels),
+        "backbone": backbone,
+        "mode": "frozen_encoder" if cfg.freeze_encoder else "fine_tune",
+        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "data": data.stats(),
+        "sizes": {"train": len(train), "validation": len(valid), "test": len(test), "held_out": len(held_out)},
+        "articles": {
+            "train": len(set(train.articles)),
+            "validation": len(set(valid.articles)),
+            "test": len(set(test.articles)),
+        },
+        "held_out_part": "test" if len(test) else "validation",
+        "teacher_models": data.teacher_models,
+        "prompt_versions": data.prompt_versions,
+        "temperatures": model.config.temperatures,
+        "metrics": after,
+        "metrics_uncalibrated": before,
+        "fit": {k: v for k, v in fit.items() if k != "history"},
+        "history": fit.get("history", []),
+        "train_seconds": train_seconds,
+    }
+    export_student(model, tokenizer, str(workdir), summary)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(workdir / "checkpoint", ignore_errors=True)
+    summary["seconds"] = time.time() - started
+    return summary
+
+
+def copy_model(model: StudentModel) -> StudentModel:
+    """A deep copy (for callers that retrain heads many times from the same starting point)."""
+    return copy.deepcopy(model)

@@ -1,0 +1,574 @@
+"""JATS / NLM article XML -> article metadata + body paragraphs. Pure: bytes in, dataclasses out.
+
+What becomes a paragraph (see docs/ingest.md):
+- every `p` of the main article's `<body>` that sits directly in `body` or in nested `sec`s
+  (path `sec[2]/sec[0]/p[1]`, 0-based among same-tag siblings, as in the released Biomed-Enriched);
+- the `p`s of prose-bearing blocks (`list`, `disp-quote`, `boxed-text`, `statement`, `def-list`
+  definitions) wherever they sit in the body, as paragraphs of their own placed after the paragraph
+  that holds them, with their full path (`sec[0]/p[3]/list[0]/list-item[1]/p[0]`);
+- never: table cells, figure / table / supplementary captions, footnotes, front and back matter,
+  sub-articles (translations, decision letters, replies) and anything after the main `</body>`.
+Inline markup is flattened without added spaces (`samples<xref>34</xref>.` -> `samples34.`), every
+formula (`inline-formula`, `disp-formula`, bare MathML / TeX) becomes ` [formula] `, block children
+are cut out of the sentence around them, and whitespace is collapsed.
+
+Speed: the XML is fed to lxml only up to the main `</body>` (back matter, reference lists, floats and
+sub-articles are never parsed), the body is pruned with C-level calls (`strip_elements`) and a
+paragraph's text is one XPath `string()` call. Safety: no DTD loading, no network, no entity expansion, and any document that
+declares entities in an internal DTD subset is refused before parsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+# Elements whose content is a formula: replaced by one placeholder, never walked.
+FORMULA_TAGS = frozenset({"inline-formula", "disp-formula", "disp-formula-group", "math", "tex-math"})
+# Block children holding prose: cut out of the surrounding sentence, their `p`s become paragraphs.
+PROSE_BLOCKS = frozenset({"list", "disp-quote", "boxed-text", "statement", "def-list", "verse-group"})
+# Block or non-prose children dropped from the text and never walked.
+DROPPED = frozenset(
+    {
+        "table-wrap",
+        "table-wrap-group",
+        "table",
+        "fig",
+        "fig-group",
+        "graphic",
+        "media",
+        "supplementary-material",
+        "chem-struct-wrap",
+        "array",
+        "code",
+        "preformat",
+        "alternatives",
+        "fn",
+        "fn-group",
+        "ref-list",
+        "glossary",
+        "object-id",
+        "label",
+        "caption",
+        "attrib",
+        "permissions",
+    }
+)
+FORMULA = " [formula] "
+# Containers in which a `p` is a paragraph of the prose flow.
+SECTION_TAGS = frozenset({"body", "sec"})
+_CC_URL = re.compile(
+    r"https?://(?:www\.)?creativecommons\.org/(?:licenses/[a-z\-]+(?:/\d\.\d)?(?:/[a-z]{2})?|publicdomain/(?:zero|mark)/\d\.\d)/?",
+    re.I,
+)
+_NONCOMMERCIAL = re.compile(r"non[\s\-]?commercial|by[\-_ ]?nc\b", re.I)
+_CC_TEXT = re.compile(r"creative\s*commons|\bcc[\-_ ]?by\b|creativecommonsby|\bcc0\b|public\s+domain", re.I)
+_BODY_END = re.compile(rb"</(?:[A-Za-z_][\w.\-]*:)?body\s*>")
+_DIGITS = re.compile(r"(\d+)")
+_PMC_FILE = re.compile(r"^PMC\d+(?:\.\d+)?$")
+
+
+class JatsError(ValueError):
+    """An article that cannot be read; `reason` is a short machine-friendly code for dead letters."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Paragraph:
+    path: str
+    text: str
+    section_title: str
+    # Whitespace-separated words of `text`: the unit of the minimum-length filter.
+    n_tokens: int
+
+
+@dataclass
+class Article:
+    article_id: str
+    pmcid: str | None = None
+    pmid: str | None = None
+    doi: str | None = None
+    title: str | None = None
+    journal: str | None = None
+    authors: list[str] = field(default_factory=list)
+    article_type: str | None = None
+    xml_lang: str | None = None
+    license_url: str | None = None
+    license_group: str = "other"
+    license_source: str | None = None
+    retracted: bool = False
+    article_url: str | None = None
+    has_body: bool = False
+    # Parsed only after a fallback (malformed DOCTYPE dropped, or lxml recovery on a complete document).
+    recovered: bool = False
+    paragraphs: list[Paragraph] = field(default_factory=list)
+
+
+def local(tag: object) -> str | None:
+    """Local name of an element tag (`{ns}p` -> `p`); None for comments, PIs and entities."""
+    if not isinstance(tag, str):
+        return None
+    return tag.rpartition("}")[2]
+
+
+_LOCAL = threading.local()
+_ARTICLE_START = re.compile(rb"<((?:[A-Za-z_][\w.\-]*:)?article)[\s>/]")
+_TAG = re.compile(rb"<(/?)([A-Za-z_][\w.:\-]*)[^>]*?(/?)>")
+
+
+# Never `collect_ids=False`: with lxml 6 / libxml2 2.14 it makes libxml2 try to fetch the external DTD.
+# Comments and PIs are kept (removing them costs time); every walker skips them and XPath string()
+# ignores their content.
+def _parser() -> etree.XMLParser:
+    """One parser per thread (lxml parsers are not thread-safe; Beam runs DoFns in threads)."""
+    parser = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = _LOCAL.parser = etree.XMLParser(
+            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
+        )
+    return parser
+
+
+def _full_parse(data: bytes) -> etree._Element:
+    try:
+        return etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as e:
+        raise JatsError("malformed_xml", str(e)) from None
+
+
+def _closing_tags(data: bytes) -> tuple[bytes, bytes] | None:
+    """(end tags closing `article` and the wrappers opened before it, the root element's name)."""
+    m = _ARTICLE_START.search(data)
+    if m is None:
+        return None
+    stack: list[bytes] = []
+    head = re.sub(rb"<!--.*?-->|<\?.*?\?>|<!DOCTYPE[^\[>]*(?:\[.*?\])?\s*>", b"", data[: m.start()], flags=re.S)
+    for close, name, empty in _TAG.findall(head):
+        if close:
+            if stack and stack[-1] == name:
+                stack.pop()
+        elif not empty:
+            stack.append(name)
+    opened = [*stack, m.group(1)]
+    return b"".join(b"</%s>" % name for name in reversed(opened)), opened[0]
+
+
+def _parse(data: bytes, *, stop_after_body: bool = True) -> etree._Element:
+    """Parse only up to the main `</body>`: back matter, references, floats and sub-articles are never parsed.
+
+    When the document ends with its root's end tag (not truncated), the bytes up to the first
+    `</body>` are closed with the end tags of `article` and its wrappers and parsed. Anything
+    unexpected (no `</body>`, a first body that is not the main article's, a syntax error, trailing
+    content) falls back to parsing the whole document, which then reports the real error. A syntax
+    error after the body is therefore not seen: nothing we keep lives there.
+    """
+    end = data.find(b"</body>") if stop_after_body else -1
+    if end >= 0:
+        end += len(b"</body>")
+    elif stop_after_body:
+        m = _BODY_END.search(data)
+        end = m.end() if m else -1
+    if end < 0:
+        return _full_parse(data)
+    found = _closing_tags(data[:end])
+    # The document must end with its root's end tag: a truncated file is never half-read.
+    if found is not None and data.rstrip().endswith(b"</%s>" % found[1]):
+        try:
+            return etree.fromstring(data[:end] + found[0], _parser())
+        except etree.XMLSyntaxError:
+            pass
+    return _full_parse(data)
+
+
+_DOCTYPE = re.compile(rb"<!DOCTYPE[^\[>]*>")
+_FIRST_TAG = re.compile(rb"<([A-Za-z_][\w.\-]*(?::[\w.\-]+)?)[\s>/]")
+
+
+def _recover(data: bytes, error: JatsError) -> etree._Element:
+    """Second chance for complete documents only (a truncated file is never patched up).
+
+    1. a malformed DOCTYPE (e.g. `PUBLIC"..."` without a space) is dropped: we never use the DTD;
+    2. lxml's recovery mode, only for an undeclared namespace prefix (the document is well-formed XML,
+       just not namespace-well-formed) and when the document ends with its root's closing tag.
+    """
+    head = data[:4096]
+    if b"<!DOCTYPE" in head:
+        stripped = _DOCTYPE.sub(b"", data, count=1)
+        try:
+            return _parse(stripped)
+        except JatsError:
+            pass
+    else:
+        stripped = data
+    m = _FIRST_TAG.search(re.sub(rb"<[?!][^>]*>", b"", stripped[:4096]))
+    namespace_only = "Namespace prefix" in error.detail and "is not defined" in error.detail
+    if namespace_only and m and stripped.rstrip().endswith(b"</" + m.group(1) + b">"):
+        parser = etree.XMLParser(
+            recover=True, resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True, remove_pis=True
+        )
+        root = etree.fromstring(stripped, parser)
+        if root is not None:
+            return root
+    raise error
+
+
+def check_safe(data: bytes) -> None:
+    """Refuse documents that declare entities (billion laughs, XXE): real JATS never needs them."""
+    if b"<!ENTITY" in data:
+        raise JatsError("hostile_xml", "document declares XML entities (internal DTD subset)")
+
+
+def find_article(root: etree._Element) -> etree._Element:
+    """The (first) `article` element, through OAI-PMH and `pmc-articleset` wrappers, namespace-agnostic."""
+    if local(root.tag) == "article":
+        return root
+    for el in root.iter("{*}article", "article"):
+        return el
+    raise JatsError("not_jats", f"no <article> element (root is <{local(root.tag)}>)")
+
+
+def clean(text: str) -> str:
+    """Collapse whitespace runs (incl. newlines and no-break spaces) to one space, strip the ends."""
+    return " ".join(text.split())
+
+
+def _wild(names: frozenset[str]) -> tuple[str, ...]:
+    return tuple(f"{{*}}{n}" for n in sorted(names)) + tuple(sorted(names))
+
+
+_DROPPED_TAGS = _wild(DROPPED)
+_FORMULA_TAGS = _wild(FORMULA_TAGS)
+_PROSE_TAGS = _wild(PROSE_BLOCKS)
+# XPath string(): all descendant text concatenated in C, much faster than joining itertext().
+_STRING = etree.XPath("string()")
+
+
+_HOLDS_BLOCK = "biomed-enrich-holds-block"
+
+
+def prepare(body: etree._Element) -> None:
+    """Rewrite the body in place with C-level calls: drop non-prose subtrees (keeping their tails), turn
+    every formula into one placeholder, and mark the `p`s that hold a prose block. Afterwards a
+    paragraph's text is XPath `string()` of its element."""
+    etree.strip_elements(body, *_DROPPED_TAGS, with_tail=False)
+    for formula in list(body.iter(*_FORMULA_TAGS)):
+        tail = formula.tail
+        formula.clear()
+        formula.text = FORMULA
+        formula.tail = tail
+    for block in body.iter(*_PROSE_TAGS):
+        for ancestor in block.iterancestors():
+            name = local(ancestor.tag)
+            if name == "p":
+                ancestor.set(_HOLDS_BLOCK, "1")
+                break
+            if name in SECTION_TAGS or name in PROSE_BLOCKS:
+                break
+
+
+def _detach(el: etree._Element) -> None:
+    """Remove `el` from its parent but keep its tail text in place."""
+    parent = el.getparent()
+    if el.tail:
+        prev = el.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
+
+
+def _relative_path(el: etree._Element, top: etree._Element) -> str:
+    """`bold[0]/list[1]`: path of `el` below `top`, 0-based among same-tag siblings."""
+    parts = []
+    while el is not top:
+        parent = el.getparent()
+        name = local(el.tag)
+        idx = sum(1 for sib in el.itersiblings(preceding=True) if local(sib.tag) == name)
+        parts.append(f"{name}[{idx}]")
+        el = parent
+    return "/".join(reversed(parts))
+
+
+def _paragraph(p: etree._Element, path: str, title: str, out: list[Paragraph]) -> None:
+    """One `p`: its own text (prose blocks cut out), then the blocks' paragraphs."""
+    blocks = []
+    if p.get(_HOLDS_BLOCK):
+        for block in p.iter(*_PROSE_TAGS):
+            if not any(b is a for a in block.iterancestors() for b, _ in blocks):
+                blocks.append((block, f"{path}/{_relative_path(block, p)}"))
+        for block, _ in blocks:
+            _detach(block)
+    words = _STRING(p).split()
+    if words:
+        out.append(Paragraph(path, " ".join(words), title, len(words)))
+    for block, block_path in blocks:
+        _walk_block(block, block_path, title, out)
+
+
+def _title(sec: etree._Element) -> str | None:
+    for child in sec:
+        if local(child.tag) == "title":
+            return clean(_STRING(child)) or None
+    return None
+
+
+_WALKED = _wild(frozenset({"p", "sec"}) | PROSE_BLOCKS)
+_WALKED_NESTED = _wild(frozenset({"p", "sec", "list-item", "def-item", "def"}) | PROSE_BLOCKS)
+
+
+def _walk(container: etree._Element, prefix: str, title: str, out: list[Paragraph], nested: bool = False) -> None:
+    """Collect paragraphs of a body / sec (or, `nested`, a list / quote / box) in document order.
+
+    Only the tags that are walked are visited (C-level filter); indexes count same-tag siblings only,
+    so skipping the others does not change any path.
+    """
+    counts: dict[str, int] = {}
+    for child in container.iterchildren(*(_WALKED_NESTED if nested else _WALKED)):
+        tag = child.tag
+        name = tag.rpartition("}")[2] if tag[0] == "{" else tag
+        idx = counts.get(name, 0)
+        counts[name] = idx + 1
+        path = f"{prefix}{name}[{idx}]"
+        if name == "p":
+            _paragraph(child, path, title, out)
+        elif name == "sec":
+            _walk(child, path + "/", _title(child) or title, out)
+        elif name in PROSE_BLOCKS:
+            _walk_block(child, path, title, out)
+        else:  # list-item, def-item, def
+            _walk(child, path + "/", title, out, nested=True)
+
+
+def _walk_block(block: etree._Element, path: str, title: str, out: list[Paragraph]) -> None:
+    """A list / quote / box / statement: its `p`s (and nested secs, lists) become paragraphs."""
+    if local(block.tag) == "boxed-text":
+        title = _title(block) or title
+    _walk(block, path + "/", title, out, nested=True)
+
+
+def body_paragraphs(body: etree._Element) -> list[Paragraph]:
+    """Paragraphs of a `<body>` in document order. Modifies `body` (see `prepare`)."""
+    prepare(body)
+    out: list[Paragraph] = []
+    _walk(body, "", "", out)
+    return out
+
+
+# --- metadata -------------------------------------------------------------------------------------
+
+
+def _first(parent: etree._Element | None, *names: str) -> etree._Element | None:
+    if parent is None:
+        return None
+    for name in names:
+        for el in parent.iter(f"{{*}}{name}", name):
+            return el
+    return None
+
+
+def _child(parent: etree._Element | None, name: str) -> etree._Element | None:
+    if parent is None:
+        return None
+    for el in parent:
+        if local(el.tag) == name:
+            return el
+    return None
+
+
+def normalize_pmcid(value: str | None) -> str | None:
+    """`123`, `PMC123`, `PMC123.2` -> `PMC123` (versions dropped: the article is the same)."""
+    if not value:
+        return None
+    m = _DIGITS.search(value.strip())
+    return f"PMC{m.group(1)}" if m else None
+
+
+def license_group(url: str | None, text: str | None = None) -> str:
+    """commercial (CC BY, BY-SA, BY-ND, CC0, PD) / noncommercial (any NC) / other, from a URL or a licence text."""
+    for value in (url, text):
+        if not value:
+            continue
+        v = value.lower()
+        if _NONCOMMERCIAL.search(v) or "/by-nc" in v:
+            return "noncommercial"
+        if "creativecommons.org/licenses/by" in v or "creativecommons.org/publicdomain" in v:
+            return "commercial"
+        if value is text and _CC_TEXT.search(v):
+            return "commercial"
+    return "other"
+
+
+def _xlink_href(el: etree._Element) -> str | None:
+    for key, value in el.attrib.items():
+        if local(key) == "href":
+            return value.strip()
+    return None
+
+
+def article_license(meta: etree._Element | None) -> tuple[str | None, str, str | None]:
+    """(license_url, license_group, where it came from) from the article's own permissions.
+
+    Order of trust: ali:license_ref -> license/@xlink:href -> CC URL in license-p -> license/@license-type
+    -> license-p text -> copyright-statement text.
+    """
+    perms = _first(meta, "permissions")
+    if perms is None:  # old NLM DTDs put license / copyright-statement directly in article-meta
+        perms = meta
+    if perms is None:
+        return None, "other", None
+    for el in perms.iter("{*}license_ref", "license_ref"):
+        url = clean(_STRING(el))
+        if url:
+            return url, license_group(url), "ali:license_ref"
+    licenses = [el for el in perms.iter("{*}license", "license")]
+    for lic in licenses:
+        href = _xlink_href(lic)
+        if href and _CC_URL.search(href):
+            return href, license_group(href), "license/@xlink:href"
+    texts = []
+    for lic in licenses:
+        text = clean(_STRING(lic))
+        texts.append(text)
+        m = _CC_URL.search(text)
+        if m:
+            return m.group(0), license_group(m.group(0)), "license-p"
+    for lic in licenses:
+        href = _xlink_href(lic)
+        if href:
+            return href, license_group(href, " ".join(texts)), "license/@xlink:href"
+    for lic in licenses:
+        kind = lic.get("license-type") or ""
+        if _CC_TEXT.search(kind):
+            return None, license_group(None, kind), "license/@license-type"
+    for text in texts:
+        if _CC_TEXT.search(text):
+            return None, license_group(None, text), "license-p"
+    for el in perms.iter("{*}copyright-statement", "copyright-statement"):
+        text = clean(_STRING(el))
+        m = _CC_URL.search(text)
+        if m:
+            return m.group(0), license_group(m.group(0)), "copyright-statement"
+        if _CC_TEXT.search(text):
+            return None, license_group(None, text), "copyright-statement"
+    return None, "other", None
+
+
+def _authors(meta: etree._Element | None) -> list[str]:
+    names: list[str] = []
+    if meta is None:
+        return names
+    for group in meta:
+        if local(group.tag) != "contrib-group":
+            continue
+        for contrib in group:
+            if local(contrib.tag) != "contrib" or contrib.get("contrib-type", "author") != "author":
+                continue
+            name = _first(contrib, "name", "string-name")
+            if name is not None:
+                given = _child(name, "given-names")
+                surname = _child(name, "surname")
+                parts = [clean(_STRING(e)) for e in (given, surname) if e is not None]
+                full = " ".join(p for p in parts if p) or clean(_STRING(name))
+            else:
+                collab = _first(contrib, "collab")
+                full = clean(_STRING(collab)) if collab is not None else ""
+            if full:
+                names.append(full)
+    return names
+
+
+RETRACTED_RELATIONS = frozenset({"retraction-forward", "retracted-by", "retraction"})
+RETRACTION_NOTICE_RELATIONS = frozenset({"retracted-article"})
+
+
+def article_metadata(article: etree._Element, fallback_id: str) -> Article:
+    front = _child(article, "front")
+    meta = _child(front, "article-meta")
+    ids: dict[str, str] = {}
+    if meta is not None:
+        for el in meta:
+            if local(el.tag) == "article-id" and el.text:
+                ids.setdefault(el.get("pub-id-type", ""), el.text.strip())
+    pmcid = normalize_pmcid(ids.get("pmcid") or ids.get("pmc") or ids.get("pmcid-ver"))
+    if pmcid is None and _PMC_FILE.match(fallback_id):
+        pmcid = normalize_pmcid(fallback_id)  # PMC names its files by accession (PMC123.xml, PMC123.1.xml)
+    doi = ids.get("doi")
+    pmid = ids.get("pmid")
+    if pmid and not pmid.isdigit():
+        pmid = None
+    title_el = _first(_child(meta, "title-group"), "article-title")
+    journal_meta = _child(front, "journal-meta")
+    journal_el = _first(journal_meta, "journal-title")
+    if journal_el is None:
+        journal_el = _first(journal_meta, "journal-id")
+    license_url, group, source = article_license(meta)
+    article_type = article.get("article-type") or None
+    relations = set()
+    if meta is not None:
+        for el in meta.iter("{*}related-article", "related-article"):
+            relations.add((el.get("related-article-type") or "").lower())
+    retracted = bool(relations & (RETRACTED_RELATIONS | RETRACTION_NOTICE_RELATIONS)) or article_type == "retraction"
+    title = clean(_STRING(title_el)) if title_el is not None else None
+    if title and title.upper().startswith(("RETRACTED:", "RETRACTED ARTICLE")):
+        retracted = True
+    lang = next((v for k, v in article.attrib.items() if local(k) == "lang"), None)
+    article_id = pmcid or (f"doi:{doi}" if doi else fallback_id)
+    url = f"https://doi.org/{doi}" if doi else (f"https://pmc.ncbi.nlm.nih.gov/articles/{pmcid}/" if pmcid else None)
+    return Article(
+        article_id=article_id,
+        pmcid=pmcid,
+        pmid=pmid,
+        doi=doi,
+        title=title or None,
+        journal=clean(_STRING(journal_el)) if journal_el is not None else None,
+        authors=_authors(meta),
+        article_type=article_type,
+        xml_lang=lang.lower() if lang else None,
+        license_url=license_url,
+        license_group=group,
+        license_source=source,
+        retracted=retracted,
+        article_url=url,
+    )
+
+
+def parse_article(data: bytes, fallback_id: str = "unknown") -> Article:
+    """XML bytes of one article (bare, OAI-PMH or pmc-articleset wrapped) -> Article with body paragraphs.
+
+    `fallback_id` is the file stem: a PMC-style name (`PMC123`, `PMC123.2`) gives the PMCID when the XML
+    has none; otherwise it is the article id when the article has neither PMCID nor DOI.
+    Raises JatsError(reason) for empty, malformed, hostile or non-JATS input.
+    """
+    if not data or not data.strip():
+        raise JatsError("empty", "no bytes")
+    check_safe(data)
+    try:
+        root = _parse(data)
+        recovered = False
+    except JatsError as error:
+        root = _recover(data, error)
+        recovered = True
+    article = find_article(root)
+    result = article_metadata(article, fallback_id)
+    result.recovered = recovered
+    body = _child(article, "body")
+    if body is not None:
+        result.has_body = True
+        result.paragraphs = body_paragraphs(body)
+    return result
+
+
+def paragraph_id(article_id: str, path: str) -> str:
+    """Stable paragraph id: first 16 hex of sha1(`article_id|path`) (same recipe as the teacher labels' ids)."""
+    return hashlib.sha1(f"{article_id}|{path}".encode()).hexdigest()[:16]
+
+

@@ -1,0 +1,1 @@
+"""Preset subset recipes (YAML) reproducing the Biomed-Enriched variants; see docs/subsets.md."""
