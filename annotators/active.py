@@ -1,11 +1,12 @@
 """Which paragraphs to send to the teacher next: pure selection logic for the annotation loop.
 
-The student's outputs on the unlabelled pool come from an ensemble of heads (bootstrap replicas
-trained on the same frozen embeddings): the ensemble-mean class distributions give the
-uncertainty of the class heads, the spread (standard deviation) of the members' score
-predictions gives the uncertainty of the score head. An ensemble is used instead of the
-distance to a score boundary because a regression head has no calibrated notion of "close to
-2.5"; disagreement between replicas is the direct measure of what more labels would fix.
+The student's outputs on the unlabelled pool come from MC-dropout on its heads (several forward
+passes with dropout on): the mean class distributions give the uncertainty of the class heads,
+the spread (standard deviation) of the passes' score predictions gives the uncertainty of the
+score head. A spread is used instead of the distance to a score boundary because a regression
+head has no calibrated notion of "close to 2.5"; disagreement between passes measures how
+weakly the labels so far pin the prediction down (an ensemble of refitted heads would give a
+similar signal at one fit per member).
 
 The three signals live on different scales, so each is turned into a percentile rank over the
 pool and the ranks are averaged: a paragraph is "least sure" when it is uncertain on several
@@ -32,7 +33,7 @@ class PoolPredictions:
 
     document_type_probs: np.ndarray  # (n, n_types), rows sum to 1
     domain_probs: np.ndarray  # (n, n_domains), rows sum to 1
-    score_spread: np.ndarray  # (n,), e.g. std of the ensemble members' score predictions
+    score_spread: np.ndarray  # (n,), e.g. std of the score over MC-dropout passes
 
     def __post_init__(self) -> None:
         n = len(self.score_spread)

@@ -131,6 +131,32 @@ def label_paragraphs(
     return result
 
 
+def label_rows(
+    rows: Sequence[dict],
+    teacher: str | Teacher = "replay",
+    *,
+    cache_path: str | None = None,
+    price_table: str | None = None,
+    **teacher_kw: Any,
+) -> tuple[LabelResult, Ledger]:
+    """Label exactly these paragraph rows (e.g. an active-learning pick), with a cache and a ledger.
+
+    `teacher` is a Teacher or a backend name (then `teacher_kw` go to `build_teacher`).
+    """
+    the_teacher = build_teacher(teacher, **teacher_kw) if isinstance(teacher, str) else teacher
+    ledger = Ledger(
+        model=the_teacher.model,
+        prices=load_price_table(price_table),
+        price_factor=getattr(the_teacher, "price_factor", 1.0),
+    )
+    cache = AnswerCache(cache_path) if cache_path and the_teacher.cacheable else None
+    try:
+        return label_paragraphs(rows, the_teacher, cache, ledger), ledger
+    finally:
+        if cache:
+            cache.close()
+
+
 def build_teacher(
     teacher: str = "replay",
     *,

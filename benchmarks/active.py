@@ -80,7 +80,7 @@ def simulate(rows, held_out, store, strategy: str, seed: int, args) -> dict:
         seed_size=args.seed_size,
         batch_size=args.batch_size,
         seed=seed,
-        ensemble=args.ensemble,
+        mc_passes=args.mc_passes,
     )
     start = time.perf_counter()
     stats = run_loop(rows, str(out), counted, store, config, eval_labels=held_out)
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--seed-size", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--ensemble", type=int, default=5)
+    parser.add_argument("--mc-passes", type=int, default=20)
     parser.add_argument("--holdout", type=float, default=0.2)
     parser.add_argument("--report-at", default="200,400,800,1600,3000")
     args = parser.parse_args()
@@ -169,8 +169,8 @@ def main() -> None:
             "seed_size": args.seed_size,
             "batch_size": args.batch_size,
             "budget": args.budget,
-            "ensemble": args.ensemble,
-            "uncertainty": "mean percentile rank of type entropy, domain entropy and ensemble score std; "
+            "mc_passes": args.mc_passes,
+            "uncertainty": "mean percentile rank of type entropy, domain entropy and MC-dropout score std; "
             "max 1 paragraph per article per round",
         },
         "curves": curves,

@@ -77,12 +77,18 @@ class StudentModelHandler(ModelHandler[dict, PredictionResult, Scorer]):
     def run_inference(
         self, batch: Sequence[dict], model: Scorer, inference_args: dict[str, Any] | None = None
     ) -> Iterable[PredictionResult]:
-        before = dict(model.stats)
-        predictions = model.score([row.get("text") for row in batch], progress=self._tick())
+        # A model shared across processes is a proxy: one method call, no callables passed through it.
+        progress = None if self.share_model_across_processes() else self._tick()
+        out = model.score_batch([row.get("text") for row in batch], progress)
         self._scored.inc(len(batch))
-        self._tokens.inc(model.stats["tokens"] - before["tokens"])
-        self._truncated.inc(model.stats["truncated"] - before["truncated"])
-        return [PredictionResult(row, p, model.name) for row, p in zip(batch, predictions, strict=True)]
+        self._tokens.inc(out["tokens"])
+        self._truncated.inc(out["truncated"])
+        if progress is None and self._progress_total is not None:
+            self._tick()(len(batch))
+        return [
+            PredictionResult(row, p, out["model_id"])
+            for row, p in zip(batch, out["predictions"], strict=True)
+        ]
 
     def _tick(self) -> Callable[[int], None] | None:
         """A tqdm bar (paragraphs/s, ETA) for local runs; runners get the counters instead."""

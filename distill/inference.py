@@ -31,6 +31,9 @@ import numpy as np
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# Padded tokens per forward pass: small on CPU (less padding, matmuls already efficient; measured in
+# benchmarks/propagate.py), large on GPU (fills the device; MiniLM activations are small).
+DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
 # A wordpiece token never spans more characters than this on real text; clipping further out than
 # max_seq_length * CLIP_CHARS_PER_TOKEN characters is always checked (see `tokenize`).
 CLIP_CHARS_PER_TOKEN = 16
@@ -44,7 +47,7 @@ class InferenceOptions:
     precision: str = "auto"  # auto: bf16 where the hardware has it natively, else fp32
     quantize: bool = False  # int8 dynamic quantisation of Linear layers (CPU only)
     compile: bool = False  # torch.compile the encoder (dynamic shapes)
-    batch_tokens: int = 16384  # padded tokens per forward pass
+    batch_tokens: int | None = None  # padded tokens per forward pass; None: DEFAULT_BATCH_TOKENS[device type]
     max_batch_size: int = 512  # paragraphs per forward pass, whatever their length
     max_seq_length: int | None = None  # None: the model config's max_seq_length
     chunk_size: int = 1024  # paragraphs tokenised (and length-sorted) together
@@ -53,7 +56,11 @@ class InferenceOptions:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.batch_tokens < 1 or self.max_batch_size < 1 or self.chunk_size < 1:
+        if (
+            (self.batch_tokens is not None and self.batch_tokens < 1)
+            or self.max_batch_size < 1
+            or self.chunk_size < 1
+        ):
             raise ValueError("batch_tokens, max_batch_size and chunk_size must be positive")
 
 
@@ -200,52 +207,23 @@ def collate(ids: Sequence[Sequence[int]], pad_id: int, pad_to: int | None = None
 # ------------------------------------------------------------------------------------ predictions
 
 
-def logits_to_labels(
-    document_type_logits: np.ndarray,
-    domain_logits: np.ndarray,
-    educational_score: np.ndarray,
-    *,
-    document_type_labels: Sequence[str],
-    domain_labels: Sequence[str],
-    temperatures: dict | None = None,
-    score_min: float = 1.0,
-    score_max: float = 5.0,
-) -> list[dict]:
-    """Released label columns from raw head outputs: temperature softmax, argmax, clamped score."""
-    temperatures = temperatures or {}
+def labels_from_outputs(config, doc: np.ndarray, dom: np.ndarray, score: np.ndarray) -> list[dict]:
+    """One dict of released label columns per paragraph, via the reference `distill.predict.logits_to_labels`
+    (temperature softmax, argmax in release order, clamped score), so fast and reference paths cannot drift.
+    """
+    from distill.predict import logits_to_labels
 
-    def softmax(logits: np.ndarray, t: float) -> np.ndarray:
-        z = np.asarray(logits, dtype=np.float64) / float(t)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
-
-    doc = softmax(document_type_logits, temperatures.get("document_type", 1.0))
-    dom = softmax(domain_logits, temperatures.get("domain", 1.0))
-    score = np.clip(np.asarray(educational_score, dtype=np.float64), score_min, score_max)
-    doc_arg, dom_arg = doc.argmax(axis=1), dom.argmax(axis=1)
+    cols = logits_to_labels(doc, dom, score, config)
     return [
         {
-            "document_type": document_type_labels[doc_arg[i]],
-            "domain": domain_labels[dom_arg[i]],
-            "educational_score": float(score[i]),
-            "document_type_scores": doc[i].tolist(),
-            "domain_scores": dom[i].tolist(),
+            "document_type": str(cols["document_type"][i]),
+            "domain": str(cols["domain"][i]),
+            "educational_score": float(cols["educational_score"][i]),
+            "document_type_scores": cols["document_type_scores"][i].tolist(),
+            "domain_scores": cols["domain_scores"][i].tolist(),
         }
-        for i in range(len(score))
+        for i in range(len(cols["educational_score"]))
     ]
-
-
-def _labels_from_outputs(config, doc: np.ndarray, dom: np.ndarray, score: np.ndarray) -> list[dict]:
-    return logits_to_labels(
-        doc,
-        dom,
-        score,
-        document_type_labels=config.document_type_labels,
-        domain_labels=config.domain_labels,
-        temperatures=config.temperatures,
-        score_min=config.score_min,
-        score_max=config.score_max,
-    )
 
 
 # ------------------------------------------------------------------------------------------ scorer
@@ -274,6 +252,7 @@ class Scorer:
         self.device = select_device(options.device)
         self.dtype = select_dtype(options.precision, self.device)
         self.max_seq_length = int(options.max_seq_length or model.config.max_seq_length)
+        self.batch_tokens = options.batch_tokens or DEFAULT_BATCH_TOKENS.get(self.device.type, 4096)
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.config = model.config
@@ -293,6 +272,7 @@ class Scorer:
     def describe(self) -> dict:
         return {
             **asdict(self.options),
+            "batch_tokens": self.batch_tokens,
             "device": str(self.device),
             "dtype": str(self.dtype).replace("torch.", ""),
         }
@@ -301,7 +281,7 @@ class Scorer:
         """Tokenise one chunk and collate its token-budget batches (runs in the prefetch thread)."""
         ids = tokenize(self.tokenizer, [clean_text(t) for t in texts], self.max_seq_length)
         lengths = [len(x) for x in ids]
-        batches = token_budget_batches(lengths, self.options.batch_tokens, self.options.max_batch_size)
+        batches = token_budget_batches(lengths, self.batch_tokens, self.options.max_batch_size)
         prepared = []
         for batch in batches:
             tensors = collate([ids[i] for i in batch], self.pad_id)
@@ -371,7 +351,17 @@ class Scorer:
 
     def score(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> list[dict]:
         """The released label columns for each text, in input order."""
-        return _labels_from_outputs(self.config, *self.predict_arrays(texts, progress))
+        return labels_from_outputs(self.config, *self.predict_arrays(texts, progress))
+
+    def score_batch(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> dict:
+        """`score` plus what this call cost, in one method call (works through Beam's cross-process proxy)."""
+        before = dict(self.stats)
+        predictions = self.score(texts, progress)
+        return {
+            "predictions": predictions,
+            "model_id": self.name,
+            **{k: self.stats[k] - before[k] for k in ("tokens", "padded_tokens", "truncated")},
+        }
 
 
 def load_model(model_dir: str | Path):
@@ -418,7 +408,7 @@ def reference_predict_arrays(
 
 
 def reference_scores(model, tokenizer, texts: Sequence[str], **kw) -> list[dict]:
-    return _labels_from_outputs(model.config, *reference_predict_arrays(model, tokenizer, texts, **kw))
+    return labels_from_outputs(model.config, *reference_predict_arrays(model, tokenizer, texts, **kw))
 
 
 def with_options(options: InferenceOptions, **changes) -> InferenceOptions:

@@ -6,6 +6,8 @@ Unknown `--flags` of pipeline commands are passed to Beam as pipeline options.
 
 from __future__ import annotations
 
+import functools
+
 import typer
 
 from pipelines.commands import annotate, demo, evaluate, ingest, loop, propagate, run, subsets, train
@@ -21,13 +23,32 @@ app = typer.Typer(
 
 BEAM_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
-app.command("ingest", context_settings=BEAM_ARGS)(ingest.command)
-app.command("annotate", context_settings=BEAM_ARGS)(annotate.command)
+
+def beam_flags_to_ctx(command):
+    """Click gives unknown `--flags` after a variadic argument (the inputs) to that argument: hand them
+    to Beam through `ctx.args` instead. Beam flags must be written `--name=value` on these commands."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        ctx = kwargs.get("ctx")
+        for name, value in kwargs.items():
+            if ctx is not None and isinstance(value, list | tuple):
+                flags = [v for v in value if isinstance(v, str) and v.startswith("--")]
+                if flags:
+                    kwargs[name] = [v for v in value if not (isinstance(v, str) and v.startswith("--"))]
+                    ctx.args = [*ctx.args, *flags]
+        return command(*args, **kwargs)
+
+    return wrapper
+
+
+app.command("ingest", context_settings=BEAM_ARGS)(beam_flags_to_ctx(ingest.command))
+app.command("annotate", context_settings=BEAM_ARGS)(beam_flags_to_ctx(annotate.command))
 app.command("loop")(loop.command)
 app.command("train")(train.command)
 app.command("evaluate")(evaluate.command)
-app.command("propagate", context_settings=BEAM_ARGS)(propagate.command)
-app.command("subsets", context_settings=BEAM_ARGS)(subsets.command)
+app.command("propagate", context_settings=BEAM_ARGS)(beam_flags_to_ctx(propagate.command))
+app.command("subsets", context_settings=BEAM_ARGS)(beam_flags_to_ctx(subsets.command))
 app.command("run")(run.command)
 app.command("demo")(demo.command)
 

@@ -1,4 +1,4 @@
-"""Ingest stage: PMC-OA JATS articles -> `<out>/paragraphs/` Parquet on Apache Beam.
+"""Ingest stage: PMC-OA JATS articles -> `<out>/paragraphs/` Parquet on Apache Beam (docs/ingest.md).
 
     inputs -> expand (folders, globs, packages) -> Reshuffle -> read bytes (tar packages streamed,
     members reshuffled) -> parse + paragraph rows (pure: `article_rows`) -> paragraphs/, dead_letter/,
@@ -10,11 +10,17 @@ missing file or a corrupt package, is dead-lettered as read too). Beam Metrics c
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
-from pipelines import jats, langid
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from pipelines import jats, langid, schemas, sources
+from pipelines.io import WriteDataset, WriteDeadLetters, dead_letter, read_json, write_json
+from pipelines.options import pipeline_options
 from pipelines.sources import SourceMeta
 
 STAGE = "ingest"
@@ -36,7 +42,7 @@ def license_from_code(code: str | None) -> str:
 
 
 def resolve_license(article: jats.Article, meta: SourceMeta | None) -> tuple[str | None, str]:
-    """The article's own licence elements win; the file list / cloud JSON fills in when they say nothing CC."""
+    """The article's own licence elements win; the file list / cloud JSON fill in when they say nothing CC."""
     if article.license_group != "other" or meta is None or not meta.license:
         return article.license_url, article.license_group
     group = license_from_code(meta.license)
@@ -92,7 +98,9 @@ def source_stem(source: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
-def lookup_meta(filelist: dict | None, article: jats.Article, source: str, meta: dict | None) -> SourceMeta | None:
+def lookup_meta(
+    filelist: dict | None, article: jats.Article, source: str, meta: dict | None
+) -> SourceMeta | None:
     """Side metadata for an article: cloud JSON read with it, else the file list by PMCID or file name."""
     if meta:
         return SourceMeta(**meta)
@@ -107,7 +115,11 @@ def lookup_meta(filelist: dict | None, article: jats.Article, source: str, meta:
 def summarize(article: jats.Article | None, rows: list[dict], reason: str | None = None) -> dict:
     """Per-article contribution to ingest_stats.json (merged by `merge_stats`)."""
     if article is None:
-        return {"articles_read": 1, "articles_dead_lettered": 1, "dead_letter_reasons": {reason or "unknown": 1}}
+        return {
+            "articles_read": 1,
+            "articles_dead_lettered": 1,
+            "dead_letter_reasons": {reason or "unknown": 1},
+        }
     languages = Counter(r["language"] for r in rows)
     group = rows[0]["license_group"] if rows else article.license_group
     return {
@@ -152,90 +164,86 @@ def parse_payload(
 ) -> tuple[list[dict], dict]:
     """Bytes of one article -> (rows, stats part). Raises jats.JatsError for a dead letter."""
     article = jats.parse_article(data, fallback_id=source_stem(source))
-    rows = article_rows(article, source, min_tokens=min_tokens, meta=lookup_meta(filelist, article, source, meta))
+    rows = article_rows(
+        article, source, min_tokens=min_tokens, meta=lookup_meta(filelist, article, source, meta)
+    )
     return rows, summarize(article, rows)
 
 
 # --- Beam ---------------------------------------------------------------------------------------
 
+READ = Metrics.counter(STAGE, "articles_read")
+PARSED = Metrics.counter(STAGE, "articles_parsed")
+DEAD = Metrics.counter(STAGE, "articles_dead_lettered")
+PARAGRAPHS = Metrics.counter(STAGE, "paragraphs_written")
 
-def _beam_transforms():
-    """DoFns are defined lazily so importing this module (and the pure functions) does not need Beam."""
-    import apache_beam as beam
-    from apache_beam.metrics import Metrics
 
-    from pipelines import sources
-    from pipelines.io import dead_letter
+def _dead(source: str, reason: str, detail: str = "") -> list:
+    READ.inc()
+    DEAD.inc()
+    return [
+        beam.pvalue.TaggedOutput("dead", dead_letter(STAGE, source, reason, detail)),
+        beam.pvalue.TaggedOutput("stats", summarize(None, [], reason)),
+    ]
 
-    read_counter = Metrics.counter(STAGE, "articles_read")
-    parsed_counter = Metrics.counter(STAGE, "articles_parsed")
-    dead_counter = Metrics.counter(STAGE, "articles_dead_lettered")
-    paragraphs_counter = Metrics.counter(STAGE, "paragraphs_written")
 
-    def dead(source: str, reason: str, detail: str = ""):
-        read_counter.inc()
-        dead_counter.inc()
-        return [
-            beam.pvalue.TaggedOutput("dead", dead_letter(STAGE, source, reason, detail)),
-            beam.pvalue.TaggedOutput("stats", summarize(None, [], reason)),
-        ]
+class ReadTask(beam.DoFn):
+    """A reading task -> (source, bytes, cloud metadata) payloads; packages streamed member by member."""
 
-    class ReadTask(beam.DoFn):
-        """A reading task -> (source, bytes, cloud metadata) payloads; tar packages streamed member by member."""
-
-        def process(self, task: sources.Task) -> Iterator:
-            if task.kind == "tar":
-                try:
-                    for member, data in sources.iter_tar(task.uri):
-                        yield (f"{task.uri}!{member}", data, None)
-                except Exception as e:  # noqa: BLE001 - a corrupt package must not stop the run
-                    yield from dead(task.uri, "unreadable_package", f"{type(e).__name__}: {e}")
-                return
+    def process(self, task: sources.Task) -> Iterator:
+        if task.kind == "tar":
             try:
-                data = sources.read_bytes(task.uri)
-            except Exception as e:  # noqa: BLE001
-                yield from dead(task.uri, "unreadable_file", f"{type(e).__name__}: {e}")
-                return
-            meta = None
-            if task.metadata_uri:
-                try:
-                    meta = sources.parse_cloud_metadata(sources.read_bytes(task.metadata_uri), task.metadata_uri).to_dict()
-                except Exception:  # noqa: BLE001 - metadata is a fallback: the article still counts
-                    meta = None
-            yield (task.uri, data, meta)
-
-    class ParseArticle(beam.DoFn):
-        def __init__(self, min_tokens: int):
-            self.min_tokens = min_tokens
-
-        def process(self, payload, filelist) -> Iterator:
-            source, data, meta = payload
+                for member, data in sources.iter_tar(task.uri):
+                    yield (f"{task.uri}!{member}", data, None)
+            except Exception as e:  # noqa: BLE001 - a corrupt package must not stop the run
+                yield from _dead(task.uri, "unreadable_package", f"{type(e).__name__}: {e}")
+            return
+        try:
+            data = sources.read_bytes(task.uri)
+        except Exception as e:  # noqa: BLE001
+            yield from _dead(task.uri, "unreadable_file", f"{type(e).__name__}: {e}")
+            return
+        meta = None
+        if task.metadata_uri:
             try:
-                rows, stats = parse_payload(source, data, min_tokens=self.min_tokens, meta=meta, filelist=filelist)
-            except jats.JatsError as e:
-                yield from dead(source, e.reason, e.detail)
-                return
-            except Exception as e:  # noqa: BLE001 - never crash the pipeline on one article
-                yield from dead(source, "parse_error", f"{type(e).__name__}: {e}")
-                return
-            read_counter.inc()
-            parsed_counter.inc()
-            paragraphs_counter.inc(len(rows))
-            yield beam.pvalue.TaggedOutput("stats", stats)
-            yield from rows
+                meta = sources.parse_cloud_metadata(sources.read_bytes(task.metadata_uri), task.metadata_uri)
+            except Exception:  # noqa: BLE001 - metadata is a fallback: the article still counts
+                logging.warning("unreadable cloud metadata %s", task.metadata_uri)
+        yield (task.uri, data, meta.to_dict() if meta else None)
 
-    def load_filelist(uri: str):
-        return sources.parse_filelist(sources.read_bytes(uri), uri).items()
 
-    return beam, ReadTask, ParseArticle, load_filelist
+class ParseArticle(beam.DoFn):
+    """(source, bytes, metadata) -> paragraph rows; dead letters and per-article stats as tagged outputs."""
+
+    def __init__(self, min_tokens: int):
+        self.min_tokens = min_tokens
+
+    def process(self, payload, filelist) -> Iterator:
+        source, data, meta = payload
+        try:
+            rows, stats = parse_payload(
+                source, data, min_tokens=self.min_tokens, meta=meta, filelist=filelist
+            )
+        except jats.JatsError as e:
+            yield from _dead(source, e.reason, e.detail)
+            return
+        except Exception as e:  # noqa: BLE001 - never crash the pipeline on one article
+            yield from _dead(source, "parse_error", f"{type(e).__name__}: {e}")
+            return
+        READ.inc()
+        PARSED.inc()
+        PARAGRAPHS.inc(len(rows))
+        yield beam.pvalue.TaggedOutput("stats", stats)
+        yield from rows
+
+
+def load_filelist(uri: str) -> Iterator[tuple[str, dict]]:
+    for key, meta in sources.parse_filelist(sources.read_bytes(uri), uri).items():
+        yield key, meta.to_dict()
 
 
 def build_pipeline(pipeline, inputs: list[str], output: str, *, min_tokens: int = DEFAULT_MIN_TOKENS):
     """Add the ingest transforms to `pipeline` (returns the stats PCollection)."""
-    beam, ReadTask, ParseArticle, load_filelist = _beam_transforms()
-    from pipelines import schemas, sources
-    from pipelines.io import WriteDataset, WriteDeadLetters, write_json
-
     tasks = (
         pipeline
         | "Inputs" >> beam.Create(list(inputs))
@@ -249,21 +257,26 @@ def build_pipeline(pipeline, inputs: list[str], output: str, *, min_tokens: int 
         | "AllFileLists" >> beam.Flatten()
         | "DistinctLists" >> beam.Distinct()
         | "LoadFileLists" >> beam.FlatMap(load_filelist)
-        | "MetaDicts" >> beam.MapTuple(lambda key, meta: (key, meta.to_dict()))
         | "OnePerKey" >> beam.CombinePerKey(lambda values: next(iter(values), None))
     )
     files, packages = tasks | "ByKind" >> beam.Partition(lambda t, n: 1 if t.kind == "tar" else 0, 2)
     read_files = files | "ReadFiles" >> beam.ParDo(ReadTask()).with_outputs("dead", "stats", main="payloads")
-    read_packages = packages | "ReadPackages" >> beam.ParDo(ReadTask()).with_outputs("dead", "stats", main="payloads")
+    read_packages = packages | "ReadPackages" >> beam.ParDo(ReadTask()).with_outputs(
+        "dead", "stats", main="payloads"
+    )
     payloads = (
         read_files.payloads,
         read_packages.payloads | "SpreadMembers" >> beam.Reshuffle(),
     ) | "AllPayloads" >> beam.Flatten()
-    parsed = payloads | "Parse" >> beam.ParDo(ParseArticle(min_tokens), beam.pvalue.AsDict(filelist)).with_outputs(
-        "dead", "stats", main="rows"
-    )
+    parsed = payloads | "Parse" >> beam.ParDo(
+        ParseArticle(min_tokens), beam.pvalue.AsDict(filelist)
+    ).with_outputs("dead", "stats", main="rows")
     parsed.rows | WriteDataset(output, "paragraphs", schemas.PARAGRAPHS)
-    (read_files.dead, read_packages.dead, parsed.dead) | "AllDead" >> beam.Flatten() | WriteDeadLetters(output, STAGE)
+    (
+        (read_files.dead, read_packages.dead, parsed.dead)
+        | "AllDead" >> beam.Flatten()
+        | WriteDeadLetters(output, STAGE)
+    )
     stats_path = f"{output.rstrip('/')}/{STAGE}_stats.json"
 
     def finish(stats: dict) -> dict:
@@ -280,20 +293,21 @@ def build_pipeline(pipeline, inputs: list[str], output: str, *, min_tokens: int 
 
 
 def run_ingest(
-    inputs: list[str], output: str, *, min_tokens: int = DEFAULT_MIN_TOKENS, beam_args: list[str] | None = None
+    inputs: list[str],
+    output: str,
+    *,
+    min_tokens: int = DEFAULT_MIN_TOKENS,
+    beam_args: list[str] | None = None,
 ) -> dict:
     """Run the ingest pipeline and return its stats (also written to `<output>/ingest_stats.json`).
 
     `inputs`: folders, globs, `.xml`/`.nxml` files, `.tar.gz` packages, PMC file-list CSVs (any URI).
     `beam_args`: standard Beam pipeline options (`--runner`, `--direct_num_workers`, ...).
     """
-    import apache_beam as beam
-
-    from pipelines.io import read_json
-    from pipelines.options import pipeline_options
-
     if not inputs:
-        raise ValueError("ingest needs at least one input (folder, glob, .xml/.nxml, .tar.gz or file-list .csv)")
+        raise ValueError(
+            "ingest needs at least one input (folder, glob, .xml/.nxml, .tar.gz or file-list .csv)"
+        )
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         build_pipeline(pipeline, list(inputs), output, min_tokens=min_tokens)
     return read_json(f"{output.rstrip('/')}/{STAGE}_stats.json")

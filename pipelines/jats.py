@@ -14,8 +14,8 @@ are cut out of the sentence around them, and whitespace is collapsed.
 
 Speed: the XML is fed to lxml only up to the main `</body>` (back matter, reference lists, floats and
 sub-articles are never parsed), the body is pruned with C-level calls (`strip_elements`) and a
-paragraph's text is one XPath `string()` call. Safety: no DTD loading, no network, no entity expansion, and any document that
-declares entities in an internal DTD subset is refused before parsing.
+paragraph's text is one XPath `string()` call. Safety: no DTD loading, no network, no entity
+expansion, and any document that declares entities in an internal DTD subset is refused before parsing.
 """
 
 from __future__ import annotations
@@ -150,7 +150,9 @@ def _closing_tags(data: bytes) -> tuple[bytes, bytes] | None:
     if m is None:
         return None
     stack: list[bytes] = []
-    head = re.sub(rb"<!--.*?-->|<\?.*?\?>|<!DOCTYPE[^\[>]*(?:\[.*?\])?\s*>", b"", data[: m.start()], flags=re.S)
+    head = re.sub(
+        rb"<!--.*?-->|<\?.*?\?>|<!DOCTYPE[^\[>]*(?:\[.*?\])?\s*>", b"", data[: m.start()], flags=re.S
+    )
     for close, name, empty in _TAG.findall(head):
         if close:
             if stack and stack[-1] == name:
@@ -159,6 +161,62 @@ def _closing_tags(data: bytes) -> tuple[bytes, bytes] | None:
             stack.append(name)
     opened = [*stack, m.group(1)]
     return b"".join(b"</%s>" % name for name in reversed(opened)), opened[0]
+
+
+# Elements cut out of the bytes before parsing (never used: tables, figures, media, abstracts, reference
+# lists) or replaced by the formula placeholder. Tree-level `prepare` applies the same rules to anything
+# this misses (e.g. prefixed tags), so pruning only saves time, it never changes the result.
+_PRUNE_FORMULA = (b"inline-formula", b"disp-formula", b"mml:math", b"tex-math")
+_PRUNE_DROP = (
+    b"table-wrap",
+    b"fig",
+    b"supplementary-material",
+    b"graphic",
+    b"media",
+    b"ref-list",
+    b"abstract",
+    b"trans-abstract",
+)
+_PRUNE_OPEN = re.compile(rb"<(" + b"|".join(re.escape(t) for t in _PRUNE_FORMULA + _PRUNE_DROP) + rb")[\s>/]")
+
+
+def prune(head: bytes) -> bytes:
+    """Cut whole never-used elements out of XML bytes (nesting of the same tag respected)."""
+    out: list[bytes] = []
+    pos = 0
+    find = head.find
+    for m in _PRUNE_OPEN.finditer(head):
+        i = m.start()
+        if i < pos:
+            continue
+        tag = m.group(1)
+        gt = find(b">", i)
+        if gt < 0:
+            break
+        if head[gt - 1] == 47:  # self-closing `/>`
+            end = gt + 1
+        else:
+            close, opening, depth, scan = b"</" + tag + b">", b"<" + tag, 1, gt
+            while depth:
+                k = find(close, scan)
+                if k < 0:
+                    return head  # unbalanced: let the parser judge the original
+                nested = find(opening, scan, k)
+                while nested >= 0:
+                    if head[nested + len(opening)] in b" \t\r\n>/" and head[find(b">", nested) - 1] != 47:
+                        depth += 1
+                    nested = find(opening, nested + 1, k)
+                depth -= 1
+                scan = k + len(close)
+            end = scan
+        out.append(head[pos:i])
+        if tag in _PRUNE_FORMULA:
+            out.append(FORMULA.encode())
+        pos = end
+    if not out:
+        return head
+    out.append(head[pos:])
+    return b"".join(out)
 
 
 def _parse(data: bytes, *, stop_after_body: bool = True) -> etree._Element:
@@ -181,10 +239,13 @@ def _parse(data: bytes, *, stop_after_body: bool = True) -> etree._Element:
     found = _closing_tags(data[:end])
     # The document must end with its root's end tag: a truncated file is never half-read.
     if found is not None and data.rstrip().endswith(b"</%s>" % found[1]):
-        try:
-            return etree.fromstring(data[:end] + found[0], _parser())
-        except etree.XMLSyntaxError:
-            pass
+        head = data[:end]
+        pruned = prune(head)
+        for candidate in (pruned, head) if pruned is not head else (head,):
+            try:
+                return etree.fromstring(candidate + found[0], _parser())
+            except etree.XMLSyntaxError:
+                pass
     return _full_parse(data)
 
 
@@ -212,7 +273,12 @@ def _recover(data: bytes, error: JatsError) -> etree._Element:
     namespace_only = "Namespace prefix" in error.detail and "is not defined" in error.detail
     if namespace_only and m and stripped.rstrip().endswith(b"</" + m.group(1) + b">"):
         parser = etree.XMLParser(
-            recover=True, resolve_entities=False, no_network=True, load_dtd=False, remove_comments=True, remove_pis=True
+            recover=True,
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            remove_comments=True,
+            remove_pis=True,
         )
         root = etree.fromstring(stripped, parser)
         if root is not None:
@@ -298,7 +364,49 @@ def _relative_path(el: etree._Element, top: etree._Element) -> str:
     return "/".join(reversed(parts))
 
 
-def _paragraph(p: etree._Element, path: str, title: str, out: list[Paragraph]) -> None:
+# Text is not taken paragraph by paragraph: each paragraph element is wrapped in marker characters
+# (Unicode noncharacters, reserved for internal use) and the whole body is serialised to text in one C
+# call, then cut at the markers. `_Walk.texts` does the cutting.
+_START, _SEP, _END = "\ufdd0", "\ufdd1", "\ufdd2"
+_MARKERS = re.compile("\ufdd0\\d+\ufdd1|\ufdd2")
+
+
+class _Walk:
+    """State of one body walk: paragraphs in output order, their elements, and the trees to serialise."""
+
+    def __init__(self, body: etree._Element):
+        self.slots: list[tuple[str, str]] = []  # (path, section title) in output order
+        self.elements: list[etree._Element] = []
+        self.roots = [body]  # the body, then every prose block cut out of a paragraph
+
+    def mark(self, p: etree._Element, path: str, title: str) -> None:
+        k = len(self.slots)
+        self.slots.append((path, title))
+        self.elements.append(p)
+        p.text = f"{_START}{k}{_SEP}{p.text or ''}"
+        p.tail = _END + (p.tail or "")
+
+    def texts(self) -> list[str]:
+        """Whitespace-collapsed text of every marked paragraph, in slot order."""
+        texts = [""] * len(self.slots)
+        found = 0
+        for root in self.roots:
+            serialised = etree.tostring(root, method="text", encoding=str, with_tail=False)
+            # One C-level split/join collapses whitespace for all paragraphs at once (markers are not spaces).
+            for chunk in " ".join(serialised.split()).split(_START)[1:]:
+                index, _, rest = chunk.partition(_SEP)
+                if not index.isdigit() or int(index) >= len(texts):
+                    return self._slow_texts()
+                texts[int(index)] = rest.partition(_END)[0].strip()
+                found += 1
+        return texts if found == len(texts) else self._slow_texts()
+
+    def _slow_texts(self) -> list[str]:
+        """Fallback if the article itself contains marker characters: one XPath string() per paragraph."""
+        return [clean(_MARKERS.sub("", _STRING(p))) for p in self.elements]
+
+
+def _paragraph(p: etree._Element, path: str, title: str, walk: _Walk) -> None:
     """One `p`: its own text (prose blocks cut out), then the blocks' paragraphs."""
     blocks = []
     if p.get(_HOLDS_BLOCK):
@@ -307,11 +415,10 @@ def _paragraph(p: etree._Element, path: str, title: str, out: list[Paragraph]) -
                 blocks.append((block, f"{path}/{_relative_path(block, p)}"))
         for block, _ in blocks:
             _detach(block)
-    words = _STRING(p).split()
-    if words:
-        out.append(Paragraph(path, " ".join(words), title, len(words)))
+            walk.roots.append(block)
+    walk.mark(p, path, title)
     for block, block_path in blocks:
-        _walk_block(block, block_path, title, out)
+        _walk_block(block, block_path, title, walk)
 
 
 def _title(sec: etree._Element) -> str | None:
@@ -325,7 +432,9 @@ _WALKED = _wild(frozenset({"p", "sec"}) | PROSE_BLOCKS)
 _WALKED_NESTED = _wild(frozenset({"p", "sec", "list-item", "def-item", "def"}) | PROSE_BLOCKS)
 
 
-def _walk(container: etree._Element, prefix: str, title: str, out: list[Paragraph], nested: bool = False) -> None:
+def _walk(
+    container: etree._Element, prefix: str, title: str, out: list[Paragraph], nested: bool = False
+) -> None:
     """Collect paragraphs of a body / sec (or, `nested`, a list / quote / box) in document order.
 
     Only the tags that are walked are visited (C-level filter); indexes count same-tag siblings only,
@@ -348,7 +457,7 @@ def _walk(container: etree._Element, prefix: str, title: str, out: list[Paragrap
             _walk(child, path + "/", title, out, nested=True)
 
 
-def _walk_block(block: etree._Element, path: str, title: str, out: list[Paragraph]) -> None:
+def _walk_block(block: etree._Element, path: str, title: str, out: _Walk) -> None:
     """A list / quote / box / statement: its `p`s (and nested secs, lists) become paragraphs."""
     if local(block.tag) == "boxed-text":
         title = _title(block) or title
@@ -358,8 +467,12 @@ def _walk_block(block: etree._Element, path: str, title: str, out: list[Paragrap
 def body_paragraphs(body: etree._Element) -> list[Paragraph]:
     """Paragraphs of a `<body>` in document order. Modifies `body` (see `prepare`)."""
     prepare(body)
+    walk = _Walk(body)
+    _walk(body, "", "", walk)
     out: list[Paragraph] = []
-    _walk(body, "", "", out)
+    for (path, title), text in zip(walk.slots, walk.texts(), strict=True):
+        if text:
+            out.append(Paragraph(path, text, title, text.count(" ") + 1))
     return out
 
 
@@ -393,7 +506,7 @@ def normalize_pmcid(value: str | None) -> str | None:
 
 
 def license_group(url: str | None, text: str | None = None) -> str:
-    """commercial (CC BY, BY-SA, BY-ND, CC0, PD) / noncommercial (any NC) / other, from a URL or a licence text."""
+    """commercial (CC BY, BY-SA, BY-ND, CC0, PD) / noncommercial (any NC) / other, from a URL or a text."""
     for value in (url, text):
         if not value:
             continue
@@ -516,13 +629,19 @@ def article_metadata(article: etree._Element, fallback_id: str) -> Article:
     if meta is not None:
         for el in meta.iter("{*}related-article", "related-article"):
             relations.add((el.get("related-article-type") or "").lower())
-    retracted = bool(relations & (RETRACTED_RELATIONS | RETRACTION_NOTICE_RELATIONS)) or article_type == "retraction"
+    retracted = (
+        bool(relations & (RETRACTED_RELATIONS | RETRACTION_NOTICE_RELATIONS)) or article_type == "retraction"
+    )
     title = clean(_STRING(title_el)) if title_el is not None else None
     if title and title.upper().startswith(("RETRACTED:", "RETRACTED ARTICLE")):
         retracted = True
     lang = next((v for k, v in article.attrib.items() if local(k) == "lang"), None)
     article_id = pmcid or (f"doi:{doi}" if doi else fallback_id)
-    url = f"https://doi.org/{doi}" if doi else (f"https://pmc.ncbi.nlm.nih.gov/articles/{pmcid}/" if pmcid else None)
+    url = (
+        f"https://doi.org/{doi}"
+        if doi
+        else (f"https://pmc.ncbi.nlm.nih.gov/articles/{pmcid}/" if pmcid else None)
+    )
     return Article(
         article_id=article_id,
         pmcid=pmcid,
@@ -568,7 +687,5 @@ def parse_article(data: bytes, fallback_id: str = "unknown") -> Article:
 
 
 def paragraph_id(article_id: str, path: str) -> str:
-    """Stable paragraph id: first 16 hex of sha1(`article_id|path`) (same recipe as the teacher labels' ids)."""
+    """Stable paragraph id: first 16 hex of sha1(`article_id|path`) (the teacher labels' recipe)."""
     return hashlib.sha1(f"{article_id}|{path}".encode()).hexdigest()[:16]
-
-

@@ -12,7 +12,8 @@ unreliable). One CLD2 call per paragraph would cost as much as parsing the artic
 `detect_paragraphs` first detects the article once, on a sample made of the beginning of every
 paragraph; when that sample is one language (>= 90 % of it, reliable), every paragraph gets that
 language and score; otherwise (mixed-language bodies) each paragraph is detected on its own. On the
-sample this agrees with per-paragraph detection on 99.9 % of paragraphs (docs/ingest.md).
+sample (28,940 paragraphs of >= 64 words) this agrees with per-paragraph detection on 99.97 % of them
+at one seventh of the cost (docs/ingest.md).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def _detect_raw(text: str) -> tuple[bool, tuple]:
 
 
 def detect_paragraphs(
-    texts: Sequence[str], *, sample_chars: int = 160, max_sample: int = 4000, uniform: int = 90
+    texts: Sequence[str], *, sample_chars: int = 100, max_sample: int = 2000, uniform: int = 90
 ) -> list[tuple[str, float]]:
     """Language of each paragraph of one article: one CLD2 call on a sample, per paragraph only if mixed."""
     if not texts:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.manifest import read_manifest, verify, write_manifest
+from pipelines.manifest import dataset_rows, read_manifest, verify, write_manifest
 
 STAGES = ("ingest", "annotate", "train", "propagate", "subsets", "report")
-_TOP_KEYS = {"output", "inputs", "beam_args", "retries", *STAGES}
+_TOP_KEYS = {"output", "inputs", "beam_args", "retries", "verify_hashes", *STAGES}
 
 
 class ConfigError(ValueError):
@@ -43,6 +43,8 @@ class RunConfig:
     beam_args: list[str] = field(default_factory=list)
     retries: int = 1
     stages: dict[str, dict] = field(default_factory=dict)
+    # sha256 of every output file in manifests, checked on resume; off = sizes, footers, row counts only
+    verify_hashes: bool = True
 
 
 def resolve_path(value: str, base: Path) -> str:
@@ -75,6 +77,10 @@ def load_config(path: str | Path, *, output: str | None = None) -> RunConfig:
         inputs = [inputs]
     if not inputs:
         raise ConfigError("config needs 'inputs': JATS files, directories or globs")
+    resolved_inputs = [resolve_path(p, base) for p in inputs]
+    for p in resolved_inputs:
+        if "://" not in p and not any(c in p for c in "*?[") and not Path(p).exists():
+            raise ConfigError(f"input {p} does not exist")
     stages = {}
     for name in STAGES:
         section = raw.get(name) or {}
@@ -90,10 +96,11 @@ def load_config(path: str | Path, *, output: str | None = None) -> RunConfig:
     output_path = out if output else resolve_path(out, base)
     return RunConfig(
         output=output_path,
-        inputs=[resolve_path(p, base) for p in inputs],
+        inputs=resolved_inputs,
         beam_args=[str(a) for a in raw.get("beam_args") or []],
         retries=retries,
         stages=stages,
+        verify_hashes=bool(raw.get("verify_hashes", True)),
     )
 
 
@@ -106,6 +113,9 @@ class Stage:
     depends_on: list[str]
     config: dict
     run: Callable[[], dict]
+    expects: str | None = (
+        None  # a dataset that must not come out empty (a clear error instead of a later one)
+    )
 
 
 def plan(cfg: RunConfig) -> list[Stage]:
@@ -164,10 +174,17 @@ def plan(cfg: RunConfig) -> list[Stage]:
         return write_report(str(root), **s["report"])
 
     return [
-        Stage("ingest", d["ingest"], list(cfg.inputs), {"inputs": cfg.inputs, **s["ingest"]}, ingest),
-        Stage("annotate", d["annotate"], [d["ingest"]], s["annotate"], annotate),
+        Stage(
+            "ingest",
+            d["ingest"],
+            list(cfg.inputs),
+            {"inputs": cfg.inputs, **s["ingest"]},
+            ingest,
+            "paragraphs",
+        ),
+        Stage("annotate", d["annotate"], [d["ingest"]], s["annotate"], annotate, "labels"),
         Stage("train", d["train"], [d["annotate"], d["ingest"], *extra], s["train"], train),
-        Stage("propagate", d["propagate"], [d["ingest"], d["train"]], s["propagate"], propagate),
+        Stage("propagate", d["propagate"], [d["ingest"], d["train"]], s["propagate"], propagate, "scored"),
         Stage("subsets", d["subsets"], [d["propagate"]], s["subsets"], subsets),
         Stage("report", str(root / "report.html"), [], s["report"], report),
     ]
@@ -215,7 +232,9 @@ def run(
         if only and stage.name not in only:
             continue
         if stage.name != "report" and stage.name not in force:
-            check = verify(stage.output, config=stage.config, inputs=stage.depends_on)
+            check = verify(
+                stage.output, config=stage.config, inputs=stage.depends_on, hashes=cfg.verify_hashes
+            )
             if check.ok:
                 log.say(f"{tag}: skipped (finished earlier, output intact)")
                 log.record(stage.name, status="skipped", skipped_at=time.time())
@@ -223,20 +242,24 @@ def run(
             log.say(f"{tag}: running ({check.reason})")
         else:
             log.say(f"{tag}: running")
-        _run_stage(stage, cfg.retries, log, tag)
+        _run_stage(stage, cfg.retries, log, tag, cfg.verify_hashes)
     log.say(f"done: outputs under {root}")
     return log.state
 
 
-def _run_stage(stage: Stage, retries: int, log: RunLog, tag: str) -> None:
+def _run_stage(stage: Stage, retries: int, log: RunLog, tag: str, hashes: bool = True) -> None:
     for attempt in range(1, retries + 2):
         _clear(stage.output)  # retry from the stage's own start: no half-written shard survives
         started = time.time()
         log.record(stage.name, status="running", started_at=started, attempt=attempt)
         try:
             result = stage.run()
+            if stage.expects and not dataset_rows(stage.output).get(stage.expects):
+                raise RuntimeError(
+                    f"{stage.name} wrote no {stage.expects} (see {stage.output}/dead_letter and its stats)"
+                )
             if stage.name != "report":
-                write_manifest(stage.output, stage.name, stage.config, stage.depends_on)
+                write_manifest(stage.output, stage.name, stage.config, stage.depends_on, hash_files=hashes)
         except Exception as e:  # noqa: BLE001 - recorded, retried, then re-raised as StageFailed
             detail = "".join(traceback.format_exception_only(type(e), e)).strip()
             log.say(f"{tag}: attempt {attempt} failed: {detail}")

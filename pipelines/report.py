@@ -164,12 +164,17 @@ def _stages_section(root: Path, stats: dict[str, dict]) -> str:
         st = stats.get(stage, {})
         seconds = state.get("seconds") or st.get("wall_seconds") or st.get("seconds")
         out_rows = sum((manifest.get("rows") or {}).values()) or None
-        in_rows = _first_number(st, ("paragraphs_read", "read", "rows_read", "articles_read", "inputs_read"))
+        if stage == "ingest":
+            in_rows = _first_number(st, ("articles_read", "read"))
+        elif stage == "train":
+            sizes = (_read_json(root / sub / "agreement.json") or {}).get("sizes") or {}
+            in_rows = sum(sizes.get(k, 0) for k in ("train", "validation", "test")) or None
+            out_rows = None  # a model, not rows
+        else:
+            in_rows = _first_number(st, ("paragraphs_read", "read", "rows_read", "inputs_read"))
         cost = _first_number(st, ("cost_usd", "estimated_cost_usd", "cost"))
         gpu = _first_number(st, ("estimated_gpu_hours", "gpu_hours_estimate", "gpu_hours"))
-        throughput = st.get("paragraphs_per_second") or st.get("rows_per_second")
-        if throughput is None and seconds and (in_rows or out_rows):
-            throughput = (in_rows or out_rows) / seconds
+        throughput = (out_rows or in_rows) / seconds if seconds and (out_rows or in_rows) else None
         rows.append(
             [
                 stage,
@@ -182,7 +187,7 @@ def _stages_section(root: Path, stats: dict[str, dict]) -> str:
                 gpu,
             ]
         )
-    headers = ["stage", "status", "wall s", "read", "rows written", "rows/s", "cost USD", "GPU h (est.)"]
+    headers = ["stage", "status", "wall s", "read", "written", "written/s", "cost USD", "GPU h (est.)"]
     chart = ""
     timed = [(r[0], r[2]) for r in rows if isinstance(r[2], (int, float))]
     if timed:
@@ -195,8 +200,9 @@ def _stages_section(root: Path, stats: dict[str, dict]) -> str:
         chart = png(fig)
     return (
         "<section><h2>Stages: throughput and cost</h2>"
-        "<p>Wall time from this run's log (skipped stages keep the time of the run that built them); "
-        "rows from each stage's manifest; cost from the annotate ledger where the teacher is paid.</p>"
+        "<p>Wall time from this run's log (skipped stages keep the time of the run that built them). "
+        "Read: articles for ingest, labelled paragraphs for train, paragraphs otherwise. Written: rows of "
+        "the stage's datasets from its manifest (documents for subsets). Cost: the annotate ledger.</p>"
         f'<div class="row"><div>{table(headers, rows)}</div><div>{chart}</div></div></section>'
     )
 
@@ -312,37 +318,85 @@ def _scores_section(scored: list[dict] | None) -> str:
     )
 
 
+def headline_agreement(agreement: dict) -> list[list[object]]:
+    """[metric, student, paper] rows from agreement.json's `headline` and `paper` blocks."""
+    paper = flatten(agreement.get("paper") or {})
+    rows = []
+    for key, value in (agreement.get("headline") or {}).items():
+        head, _, metric = key.rpartition("_")
+        ref = paper.get(f"{head}.{metric}", paper.get(f"{head}.{metric.replace('f1', 'macro_f1')}"))
+        rows.append([key, value, ref])
+    return rows
+
+
+def _confusion_plot(agreement: dict):
+    import matplotlib.pyplot as plt
+
+    blocks = [
+        (name, agreement[name]["confusion_matrix"])
+        for name in ("document_type", "domain")
+        if isinstance(agreement.get(name), dict) and "confusion_matrix" in agreement[name]
+    ]
+    if not blocks:
+        return ""
+    fig, axes = plt.subplots(1, len(blocks), figsize=(4.2 * len(blocks), 3.4), squeeze=False)
+    for ax, (name, cm) in zip(axes[0], blocks, strict=True):
+        matrix, labels = cm["matrix"], cm["labels"]
+        ax.imshow(matrix, cmap="Blues")
+        for i, row in enumerate(matrix):
+            for j, v in enumerate(row):
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7, ha="right")
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlabel("student")
+        ax.set_ylabel("teacher")
+        ax.set_title(f"{name} (held out)", fontsize=9)
+    fig.tight_layout()
+    return png(fig)
+
+
 def _agreement_section(root: Path) -> str:
     title = "<section><h2>Student vs teacher agreement</h2>"
     agreement = _read_json(root / "model" / "agreement.json")
     if not agreement:
         return title + _na("model/agreement.json") + "</section>"
+    rows = headline_agreement(agreement)
+    chart = ""
+    if rows:
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        y = np.arange(len(rows))
+        fig, ax = plt.subplots(figsize=(6.0, 0.45 * len(rows) + 0.9))
+        ax.barh(y + 0.2, [r[1] or 0 for r in rows], 0.4, label="this student", color="#3b6ea5")
+        ax.barh(y - 0.2, [r[2] or 0 for r in rows], 0.4, label="paper's student", color="#b9c3cf")
+        ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title("held-out agreement (MAE: lower is better)", fontsize=9)
+        ax.legend(fontsize=8, loc="lower right")
+        chart = png(fig)
+    sizes = agreement.get("sizes") or {}
+    held = sizes.get("held_out")
+    note = (
+        f"Measured on {held} held-out teacher-labelled paragraphs from articles the student never saw"
+        f" ({agreement.get('mode', 'training')} mode). Small held-out sets make these numbers noisy."
+        if held
+        else "From the trained model's agreement.json."
+    )
     flat = {
         k: v
         for k, v in flatten(agreement).items()
         if isinstance(v, (int, float, str)) and not isinstance(v, bool)
     }
-    scalar_rows = [[k, v] for k, v in flat.items() if not isinstance(v, str) or len(v) < 80][:60]
-    chart = ""
-    metrics = {k: v for k, v in flat.items() if isinstance(v, float) and 0 <= v <= 1 and "support" not in k}
-    headline = {
-        k: v for k, v in metrics.items() if any(m in k for m in ("f1", "kappa", "pearson", "accuracy"))
-    }
-    shown = headline or metrics
-    if shown:
-        import matplotlib.pyplot as plt
-
-        items = list(shown.items())[:14]
-        fig, ax = plt.subplots(figsize=(6.5, 0.32 * len(items) + 0.8))
-        ax.barh([k for k, _ in items][::-1], [v for _, v in items][::-1], color="#3b6ea5")
-        ax.set_xlim(0, 1)
-        ax.set_title("agreement on held-out teacher labels")
-        ax.tick_params(axis="y", labelsize=7)
-        chart = png(fig)
+    details = table(
+        ["metric", "value"], [[k, v] for k, v in flat.items() if not isinstance(v, str) or len(v) < 80]
+    )
     return (
-        title + "<p>From the trained model's <code>agreement.json</code> (held-out teacher labels).</p>"
-        f'<div class="row"><div>{table(["metric", "value"], scalar_rows)}</div>'
-        f"<div>{chart}</div></div></section>"
+        title
+        + f"<p>{html.escape(note)}</p>"
+        + f'<div class="row"><div>{table(["metric", "student", "paper"], rows)}</div><div>{chart}</div></div>'
+        + _confusion_plot(agreement)
+        + f"<details><summary>all of agreement.json</summary>{details}</details></section>"
     )
 
 
@@ -353,7 +407,10 @@ def _subsets_section(stats: dict | None) -> str:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    subsets = stats["subsets"]
+    from pipelines.recipe import PAPER_PRESETS
+
+    order = {name: i for i, name in enumerate(PAPER_PRESETS)}
+    subsets = dict(sorted(stats["subsets"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
     names = list(subsets)
     groups = sorted({g for s in subsets.values() for g in s["groups"]})
     fig, axes = plt.subplots(1, 2, figsize=(13, 3.4))

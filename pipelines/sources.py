@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import posixpath
 import re
 import tarfile
@@ -114,6 +115,8 @@ def expand_input(uri: str) -> Iterator[Task]:
     else:  # a folder: everything below it
         base = uri.rstrip("/")
         paths = _match(f"{base}/**")
+    if not paths:
+        logging.warning("ingest input %s matched no files", uri)
     for path in paths:
         if _is(path, ARTICLE_SUFFIXES):
             meta = cloud_metadata_uri(path)

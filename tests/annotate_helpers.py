@@ -1,4 +1,4 @@
-"""Shared helpers of the annotate tests: real paragraphs (from the real teacher labels) as a PARAGRAPHS dataset."""
+"""Helpers of the annotate tests: real paragraphs (from the real teacher labels) as a PARAGRAPHS dataset."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pipelines.schemas import PARAGRAPHS, conform
 
 
 def paragraph_rows(labels_path: Path, manifest: Path | None = None, limit: int | None = None) -> list[dict]:
-    """Paragraph rows (ingest conventions: article_id = PMCID, path, source = file) from the real labels file."""
+    """Paragraph rows (ingest conventions: article_id = PMCID, path, source = file) from the labels file."""
     article_types = {}
     if manifest and manifest.exists():
         with open(manifest, encoding="utf-8") as f:

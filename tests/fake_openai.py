@@ -71,11 +71,13 @@ class FakeOpenAI:
 
         self.config = config or FakeConfig()
         self.recordings = ReplayTeacher(recordings)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.attempts: Counter = Counter()  # text sha -> chat requests seen
         self.answered: Counter = Counter()  # text sha -> valid 200 answers sent
         self.faults_sent: Counter = Counter()
-        self.history: list[tuple[str, str | None, float]] = []  # (text sha, fault, monotonic time) per attempt
+        self.history: list[
+            tuple[str, str | None, float]
+        ] = []  # (text sha, fault, monotonic time) per attempt
         self.requests = 0
         self.in_flight = 0
         self.max_in_flight = 0

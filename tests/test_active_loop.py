@@ -74,7 +74,7 @@ def loop(data, out, teacher, config, **kw):
 
 def test_held_out_never_sent_and_nothing_paid_twice(data, teacher_labels, tmp_path):
     teacher = CountingTeacher(teacher_labels)
-    config = LoopConfig(strategy="uncertainty", budget=130, rounds=4, seed_size=40, ensemble=3)
+    config = LoopConfig(strategy="uncertainty", budget=130, rounds=4, seed_size=40, mc_passes=5)
     stats = loop(data, tmp_path, teacher, config)
     held_articles = {r["article_id"] for r in data["held_out"]}
     asked_articles = {r["article_id"] for r in data["rows"] if r["id"] in set(teacher.asked)}
@@ -89,7 +89,7 @@ def test_held_out_never_sent_and_nothing_paid_twice(data, teacher_labels, tmp_pa
 
 
 def test_resumes_after_a_kill_between_and_inside_rounds(data, teacher_labels, tmp_path):
-    config = LoopConfig(strategy="uncertainty", budget=160, rounds=4, seed_size=40, ensemble=3)
+    config = LoopConfig(strategy="uncertainty", budget=160, rounds=4, seed_size=40, mc_passes=5)
     first = CountingTeacher(teacher_labels)
     stats = loop(data, tmp_path, first, config, max_rounds_this_run=2)  # stop after rounds 0 and 1
     assert stats["stop_reason"] == "paused" and stats["rounds_finished"] == 2
@@ -131,7 +131,7 @@ def test_budget_not_a_multiple_of_the_batch_and_random_strategy(data, teacher_la
 
 def test_patience_stops_when_agreement_stalls(data, teacher_labels, tmp_path):
     config = LoopConfig(
-        strategy="uncertainty", budget=300, rounds=10, seed_size=30, ensemble=2, patience=1, min_delta=1.0
+        strategy="uncertainty", budget=300, rounds=10, seed_size=30, mc_passes=4, patience=1, min_delta=1.0
     )
     stats = loop(data, tmp_path, CountingTeacher(teacher_labels), config)
     assert stats["stop_reason"] == "patience" and stats["rounds_finished"] == 2
@@ -162,8 +162,8 @@ def test_cli_runs_and_resumes(data, teacher_labels, tmp_path):
         "2",
         "--seed-size",
         "20",
-        "--ensemble",
-        "2",
+        "--mc-passes",
+        "4",
     ]
     runner = CliRunner()
     result = runner.invoke(app, [*args, "--max-rounds-this-run", "1"])

@@ -43,7 +43,13 @@ def test_every_paragraph_ends_labelled_or_dead_lettered_once_under_all_faults(ro
     with FakeOpenAI(config, str(teacher_labels)) as fake:
         ledger = Ledger(model="fake-teacher")
         result = label_paragraphs(duplicated, teacher(fake, max_attempts=4, max_invalid=2), None, ledger)
-        assert set(fake.faults_sent) >= {"rate_limit", "server_error", "timeout", "truncated_stream", "malformed_body"}
+        assert set(fake.faults_sent) >= {
+            "rate_limit",
+            "server_error",
+            "timeout",
+            "truncated_stream",
+            "malformed_body",
+        }
     labelled = [r["id"] for r in result.labels]
     dead = {d["source"]: d["reason"] for d in result.dead_letters if d["reason"] != "duplicate_id"}
     assert len(labelled) == len(set(labelled)) and not set(labelled) & set(dead)
@@ -114,7 +120,9 @@ def test_cache_makes_a_rerun_free(rows, teacher_labels, tmp_path):
     assert again.labels == first.labels
 
 
-def test_api_key_never_appears_in_logs_errors_or_outputs(rows, teacher_labels, tmp_path, caplog, capsys, monkeypatch):
+def test_api_key_never_appears_in_logs_errors_or_outputs(
+    rows, teacher_labels, tmp_path, caplog, capsys, monkeypatch
+):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     paragraphs = write_paragraphs(rows[:40], tmp_path / "in")
@@ -122,15 +130,26 @@ def test_api_key_never_appears_in_logs_errors_or_outputs(rows, teacher_labels, t
     out = tmp_path / "out"
     with FakeOpenAI(config, str(teacher_labels)) as fake:
         stats = run_annotate(
-            [str(paragraphs)], str(out), teacher="openai", base_url=fake.base_url, model="fake-teacher",
-            max_invalid=0, max_attempts=2, backoff_s=0.001,
+            [str(paragraphs)],
+            str(out),
+            teacher="openai",
+            base_url=fake.base_url,
+            model="fake-teacher",
+            max_invalid=0,
+            max_attempts=2,
+            backoff_s=0.001,
         )
         assert f"Bearer {KEY}" in fake.auth_headers  # the key was used...
         assert stats["written"] > 0 and stats["dead_lettered"] > 0
         monkeypatch.setenv("OPENAI_API_KEY", KEY[::-1])  # ...and a wrong one stops the run without echoing it
         with pytest.raises(TeacherError) as wrong:
-            run_annotate([str(paragraphs)], str(tmp_path / "wrong"), teacher="openai", base_url=fake.base_url,
-                         model="fake-teacher")
+            run_annotate(
+                [str(paragraphs)],
+                str(tmp_path / "wrong"),
+                teacher="openai",
+                base_url=fake.base_url,
+                model="fake-teacher",
+            )
     captured = capsys.readouterr()
     texts = [caplog.text, captured.out, captured.err, str(wrong.value), repr(wrong.value)]
     texts += [p.read_bytes().decode("latin-1") for p in out.rglob("*") if p.is_file()]

@@ -48,7 +48,9 @@ def test_replay_run_labels_or_dead_letters_every_sampled_paragraph(rows, teacher
         )
         assert truth["license"].startswith(OPEN)
     assert {d["reason"] for d in dead} == {"no_recording"}
-    assert all(not recorded[by_id[d["source"]]["text"]]["license"].startswith(("CC BY ", "CC0")) for d in dead)
+    assert all(
+        not recorded[by_id[d["source"]]["text"]]["license"].startswith(("CC BY ", "CC0")) for d in dead
+    )
     saved = json.loads((out / "annotate_stats.json").read_text())
     assert saved["dead_letter_reasons"] == {"no_recording": len(dead)} and saved["ledger"]["calls"] == 0
     # same seed, same sample; a rerun replaces the outputs instead of adding to them

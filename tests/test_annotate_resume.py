@@ -53,13 +53,19 @@ def test_kill_9_and_restart_makes_no_repeated_calls(teacher_labels, tmp_path, mo
         cache.close()
         assert 20 <= len(cached) < len(rows)  # killed mid-run, with answers safely on disk
 
-        stats = run_annotate([str(paragraphs)], str(out), teacher="openai", base_url=fake.base_url, model="fake-teacher")
-        new_calls = {sha: n - killed_at.get(sha, 0) for sha, n in fake.attempts.items() if n > killed_at.get(sha, 0)}
+        stats = run_annotate(
+            [str(paragraphs)], str(out), teacher="openai", base_url=fake.base_url, model="fake-teacher"
+        )
+        new_calls = {
+            sha: n - killed_at.get(sha, 0) for sha, n in fake.attempts.items() if n > killed_at.get(sha, 0)
+        }
         assert not set(new_calls) & cached  # nothing answered before the kill was asked again
         assert sum(new_calls.values()) == len(rows) - len(cached)
         assert stats["written"] == len(rows) and stats["ledger"]["cache_hits"] == len(cached)
         assert sorted(read_table([str(out / "labels")])["id"].to_pylist()) == sorted(r["id"] for r in rows)
 
         before = fake.requests
-        run_annotate([str(paragraphs)], str(out), teacher="openai", base_url=fake.base_url, model="fake-teacher")
+        run_annotate(
+            [str(paragraphs)], str(out), teacher="openai", base_url=fake.base_url, model="fake-teacher"
+        )
         assert fake.requests == before  # a finished run costs nothing to redo

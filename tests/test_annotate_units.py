@@ -1,4 +1,4 @@
-"""Taxonomy validation, prompts, soft labels, sampling, cache and ledger: the pure parts of the annotate stage."""
+"""Taxonomy validation, prompts, soft labels, sampling, cache and ledger: the pure parts of annotate."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ def test_scores():
 
 
 def test_parse_answer_accepts_fenced_and_prose_json_and_rejects_garbage():
-    _, a = parse_answer('```json\n{"document_type": "Review", "domain": "clinical", "educational_score": 4}\n```')
+    _, a = parse_answer(
+        '```json\n{"document_type": "Review", "domain": "clinical", "educational_score": 4}\n```'
+    )
     assert (a.document_type, a.domain, a.educational_score) == ("Review", "clinical", 4)
     _, b = parse_answer('Sure! {"document_type": "Other", "domain": "other", "educational_score": "1"} Done.')
     assert b.educational_score == 1
@@ -90,7 +92,11 @@ def _tokens(content: str, alternatives: dict[str, list[tuple[str, float]]]) -> l
         if at > pos:
             tokens.append({"token": content[pos:at], "logprob": 0.0, "top_logprobs": []})
         tokens.append(
-            {"token": tok, "logprob": math.log(alts[0][1]), "top_logprobs": [{"token": t, "logprob": math.log(p)} for t, p in alts]}
+            {
+                "token": tok,
+                "logprob": math.log(alts[0][1]),
+                "top_logprobs": [{"token": t, "logprob": math.log(p)} for t, p in alts],
+            }
         )
         pos = at + len(tok)
     tokens.append({"token": content[pos:], "logprob": 0.0, "top_logprobs": []})
@@ -110,7 +116,11 @@ def test_soft_labels_from_top_logprobs_including_merged_quote_tokens():
     probs = soft_labels(content, tokens)
     assert probs["document_type"] == pytest.approx([0.3, 0.0, 0.1, 0.6])
     assert probs["domain"] == pytest.approx([0.2, 0.8, 0.0])
-    body = {"choices": [{"message": {"content": content}, "finish_reason": "stop", "logprobs": {"content": tokens}}]}
+    body = {
+        "choices": [
+            {"message": {"content": content}, "finish_reason": "stop", "logprobs": {"content": tokens}}
+        ]
+    }
     answer = answer_from_completion(body)
     assert answer.educational_score_expected == pytest.approx(0.1 * 2 + 0.5 * 3 + 0.4 * 4)
     # tokens that do not spell the content: no distribution rather than a wrong one
@@ -154,7 +164,9 @@ def test_section_buckets():
 
 def test_cache_survives_reopen_and_keys_ignore_whitespace(tmp_path):
     path = str(tmp_path / "c.sqlite")
-    answer = Answer("Study", "biomedical", 3, domain_probs=[0.7, 0.2, 0.1], input_tokens=100, output_tokens=20)
+    answer = Answer(
+        "Study", "biomedical", 3, domain_probs=[0.7, 0.2, 0.1], input_tokens=100, output_tokens=20
+    )
     key = cache_key("m", "v1", "Some  paragraph\ntext")
     assert key == cache_key("m", "v1", "Some paragraph text") != cache_key("m2", "v1", "Some paragraph text")
     cache = AnswerCache(path)
@@ -178,3 +190,29 @@ def test_ledger_cost_and_percentiles(tmp_path):
     assert s["latency_s"]["p50"] == pytest.approx(0.495, abs=0.01)
     assert price_for(load_price_table(), "gpt-4o-mini-2024-07-18")["input"] == 0.15
     assert price_for(load_price_table(), "llama-3.1-70b")["input"] == 0.0
+
+
+def test_rate_limiter_spaces_requests_and_tokens(monkeypatch):
+    import asyncio
+
+    from annotators.teachers import base
+
+    clock = {"now": 0.0}
+
+    async def fake_sleep(seconds: float) -> None:
+        clock["now"] += seconds
+
+    monkeypatch.setattr(base.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(base.asyncio, "sleep", fake_sleep)
+
+    async def run(limiter, n, tokens):
+        for _ in range(n):
+            await limiter.acquire(tokens)
+
+    # 600 requests/min = 10/s with a 10 s burst (100): 150 requests need 5 more seconds
+    asyncio.run(run(base.AsyncRateLimiter(rpm=600), 150, 0))
+    assert clock["now"] == pytest.approx(5.0, abs=0.01)
+    # 60,000 tokens/min = 1,000/s with a 10,000 burst: 30 requests of 1,000 tokens need 20 s
+    clock["now"] = 0.0
+    asyncio.run(run(base.AsyncRateLimiter(tpm=60_000), 30, 1000))
+    assert clock["now"] == pytest.approx(20.0, abs=0.01)

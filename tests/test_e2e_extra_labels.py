@@ -1,9 +1,10 @@
-"""Extra training labels (the packaged recordings) mixed into a run: no overlap with the run's own articles."""
+"""Extra training labels (the packaged recordings) mixed into a run: none from the run's own articles."""
 
 from __future__ import annotations
 
 from importlib import resources
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.extra_labels import prepare_extra_labels
@@ -20,7 +21,6 @@ def test_recorded_labels_become_labels_without_the_runs_articles(tmp_path):
         {"article_id": r["pmcid"], "text": r["text"], "id": f"p{i}", "path": r["path"]}
         for i, r in enumerate(own)
     ]
-    import pyarrow as pa
 
     write_table(pa.Table.from_pylist(paragraphs), str(tmp_path), "paragraphs")
     out = tmp_path / "extra.parquet"
@@ -35,3 +35,16 @@ def test_recorded_labels_become_labels_without_the_runs_articles(tmp_path):
     again = tmp_path / "again.parquet"
     prepare_extra_labels([recorded], [str(tmp_path / "paragraphs")], str(again), sample=500, seed=3)
     assert pq.read_table(again).equals(table)  # deterministic for a seed
+
+
+def test_sampled_extra_labels_are_not_all_held_out_by_the_trainer(tmp_path):
+    """The sample and the trainer's article split both hash articles: they must not pick the same ones."""
+    from distill.data import split_by_article
+
+    recorded = str(resources.files("annotators").joinpath("data/recorded_labels.parquet"))
+    write_table(pa.Table.from_pylist([{"article_id": "none", "text": "none"}]), str(tmp_path), "paragraphs")
+    out = tmp_path / "extra.parquet"
+    prepare_extra_labels([recorded], [str(tmp_path / "paragraphs")], str(out), sample=1000, seed=0)
+    articles = pq.read_table(out)["article_id"].to_pylist()
+    train, valid, test = split_by_article(articles, valid_fraction=0.1, test_fraction=0.1, seed=0)
+    assert len(train) > 0.6 * len(articles)

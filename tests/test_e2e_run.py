@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.orchestrate import StageFailed, load_config, run
+from pipelines.orchestrate import ConfigError, StageFailed, load_config, run
 from pipelines.recipe import load_recipe
 from pipelines.schemas import LABELS, PARAGRAPHS, SCORED, SUBSET_DOCUMENTS
 from pipelines.subsets import article_factor, read_documents
@@ -35,15 +35,22 @@ ARTICLES = [
     "PMC8082418.xml",
 ]
 DATA_STAGES = ("ingest", "annotate", "train", "propagate", "subsets")
-STAGE_DIRS = {"ingest": "ingest", "annotate": "annotate", "train": "model", "propagate": "propagate", "subsets": "subsets"}
+STAGE_DIRS = {
+    "ingest": "ingest",
+    "annotate": "annotate",
+    "train": "model",
+    "propagate": "propagate",
+    "subsets": "subsets",
+}
 
 
 def make_config(tmp: Path, inputs: list[str]) -> Path:
     config = yaml.safe_load((DEMO / "config.yaml").read_text())
     config["inputs"] = inputs
     config["output"] = str(tmp / "out")
-    config["train"].pop("extra_labels", None)  # the slice's own labels are enough for a smoke student
-    config["train"].update({"head_epochs": 60})
+    config["train"]["extra_labels_sample"] = 100  # exercise the extra labels, but keep embedding short
+    config["train"]["head_epochs"] = 60
+    config["train"]["cache_dir"] = str(tmp / "embedding-cache")  # hermetic: no shared embedding cache
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -147,9 +154,15 @@ def test_rerun_skips_finished_stages_and_corruption_is_redone(finished):
     assert manifest != json.loads(manifests["propagate"])  # a new manifest was written
 
 
+def test_missing_inputs_are_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(make_config(tmp_path, [str(tmp_path / "no-such-input")]))
+
+
 def test_a_failing_stage_is_retried_then_reported(tmp_path):
-    cfg = load_config(make_config(tmp_path, [str(tmp_path / "no-such-input")]))
-    with pytest.raises(StageFailed, match="ingest"):
+    (tmp_path / "empty").mkdir()  # exists, but holds no article: ingest writes no paragraph
+    cfg = load_config(make_config(tmp_path, [str(tmp_path / "empty")]))
+    with pytest.raises(StageFailed, match="ingest wrote no paragraphs"):
         run(cfg, quiet=True)
     stages = state(Path(cfg.output))
     assert stages["ingest"]["status"] == "failed" and stages["ingest"]["attempt"] == 2

@@ -3,9 +3,9 @@
 1. ingest -> propagate -> subsets on three real PMC articles through Beam's PortableRunner with an
    embedded job service and LOOPBACK workers (what infra/flink/ runs against a Flink job server), and
    propagate's scores there equal the DirectRunner's.
-2. Each stage's Dataflow job, built by `infra/dataflow/launch.sh` (MODE=describe) with the options it
-   submits with, from the same inputs, with every socket refused: worker image, GPU service option,
-   experiments, machine types and the stage's transforms are checked in the job description.
+2. Each stage's Dataflow job, built from the options `infra/dataflow/launch.sh` submits with, from
+   the same inputs, with every socket refused: worker image, GPU service option, experiments,
+   machine types and the stage's transforms are checked in the job description.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTICLES = ["PMC12061466.xml", "PMC13261293.xml", "PMC1481595.xml"]  # research article, case study, 2006 BMC
 PORTABLE = ["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"]
 IMAGE = "us-central1-docker.pkg.dev/demo-project/biomed/biomed-enrich:test"
-NO_NETWORK = '''
+NO_NETWORK = """
 import socket
 
 def _refuse(*args, **kwargs):
@@ -36,7 +37,7 @@ socket.socket.connect = _refuse
 socket.socket.connect_ex = _refuse
 socket.getaddrinfo = _refuse
 socket.create_connection = _refuse
-'''
+"""
 
 
 def stage_modules():
@@ -121,34 +122,42 @@ def test_portable_scores_equal_direct_runner_scores(portable, tmp_path):
         assert row["educational_score"] == pytest.approx(other["educational_score"], abs=1e-4)
 
 
-def describe(stage: str, params: list[str], tmp_path: Path, gpu: str = "t4") -> dict:
-    """Run launch.sh MODE=describe for `stage` with sockets refused; return the job description."""
-    guard = tmp_path / "guard"
-    guard.mkdir()
-    (guard / "sitecustomize.py").write_text(NO_NETWORK)
-    job_file = tmp_path / f"job-{stage}.json"
+def launch_env(tmp_path: Path, **extra: str) -> dict:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(guard), str(ROOT)]),
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-        "MODE": "describe",
         "PROJECT": "demo-project",
         "REGION": "us-central1",
         "BUCKET": "demo-bucket",
         "IMAGE": IMAGE,
-        "GPU": gpu,
-        "JOB_FILE": str(job_file),
+        **extra,
     }
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-    result = subprocess.run(
-        ["bash", str(ROOT / "infra" / "dataflow" / "launch.sh"), stage, *params],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return env
+
+
+def launch(stage: str, params: list[str], env: dict) -> subprocess.CompletedProcess:
+    script = ROOT / "infra" / "dataflow" / "launch.sh"
+    result = subprocess.run(["bash", str(script), stage, *params], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "not submitted" in result.stdout
+    return result
+
+
+def describe_in_process(stage: str, params: list[str], tmp_path: Path, monkeypatch, gpu: str = "t4") -> dict:
+    """The flags launch.sh submits with (MODE=print), described by describe_job with sockets refused."""
+    flags = launch(stage, params, launch_env(tmp_path, MODE="print", GPU=gpu)).stdout.splitlines()
+    assert "--runner=DataflowRunner" in flags
+    job_file = tmp_path / f"job-{stage}.json"
+    monkeypatch.syspath_prepend(str(ROOT / "infra" / "dataflow"))
+    namespace: dict = {}
+    exec(NO_NETWORK, namespace)  # noqa: S102 - patches the socket module for this test only
+    for name in ("connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, name, namespace["_refuse"])
+    for name in ("getaddrinfo", "create_connection"):
+        monkeypatch.setattr(socket, name, namespace["_refuse"])
+    import describe_job
+
+    assert describe_job.main([*flags, f"--dataflow_job_file={job_file}"]) == 0
     return json.loads(job_file.read_text())
 
 
@@ -168,9 +177,10 @@ def check_common(job: dict, stage: str) -> dict:
     return options
 
 
-def test_dataflow_job_description_ingest(pmc_sample, tmp_path):
+def test_dataflow_job_description_ingest(pmc_sample, tmp_path, monkeypatch):
     stage_modules()
-    job = describe("ingest", [f"inputs={pmc_sample / ARTICLES[0]}", f"output={tmp_path / 'out'}"], tmp_path)
+    params = [f"inputs={pmc_sample / ARTICLES[0]}", f"output={tmp_path / 'out'}"]
+    job = describe_in_process("ingest", params, tmp_path, monkeypatch)
     options = check_common(job, "ingest")
     assert options["machine_type"] == "n2-standard-4"
     assert "serviceOptions" not in job["environment"]  # no GPU for ingest
@@ -178,10 +188,22 @@ def test_dataflow_job_description_ingest(pmc_sample, tmp_path):
     assert not (tmp_path / "out" / "paragraphs").exists()  # described, not run
 
 
-def test_dataflow_job_description_propagate_on_gpu(portable, tmp_path):
+def test_dataflow_job_description_propagate_on_gpu_via_launch_script(portable, tmp_path):
+    """The whole MODE=describe path of launch.sh, in its own process with sockets refused there too."""
     run = portable["root"] / "run"
-    params = [f"inputs={run / 'paragraphs'}", f"model_dir={portable['student']}", f"output={tmp_path / 'out'}"]
-    job = describe("propagate", params, tmp_path, gpu="l4")
+    params = [
+        f"inputs={run / 'paragraphs'}",
+        f"model_dir={portable['student']}",
+        f"output={tmp_path / 'out'}",
+    ]
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(NO_NETWORK)
+    job_file = tmp_path / "job-propagate.json"
+    env = launch_env(tmp_path, MODE="describe", GPU="l4", JOB_FILE=str(job_file))
+    env["PYTHONPATH"] = os.pathsep.join([str(guard), str(ROOT)])
+    assert "not submitted" in launch("propagate", params, env).stdout
+    job = json.loads(job_file.read_text())
     options = check_common(job, "propagate")
     env = job["environment"]
     assert env["serviceOptions"] == ["worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"]
@@ -192,10 +214,10 @@ def test_dataflow_job_description_propagate_on_gpu(portable, tmp_path):
     assert any(t.endswith("BeamML_RunInference") for t in job["pipelineTransforms"])
 
 
-def test_dataflow_job_description_subsets(portable, tmp_path):
+def test_dataflow_job_description_subsets(portable, tmp_path, monkeypatch):
     run = portable["root"] / "run"
     params = [f"scored={run / 'scored'}", "recipe=be-base", f"output={tmp_path / 'out'}"]
-    job = describe("subsets", params, tmp_path)
+    job = describe_in_process("subsets", params, tmp_path, monkeypatch)
     options = check_common(job, "subsets")
     assert options["machine_type"] == "n2-standard-4"
     assert {"Write BE-Base", "Write subsets dead letters", "Group articles"} <= set(job["pipelineTransforms"])

@@ -1,15 +1,14 @@
-"""The pure JATS parser on the real sample: every article, hand-checked articles, the teacher labels, bad input."""
+"""The pure JATS parser on the real sample: every article, hand-checked ones, teacher labels, bad input."""
 
 from __future__ import annotations
 
 import hashlib
-import socket
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from ingest_fixtures import ARTICLE, CountingServer, hostile_documents
 
 from pipelines import jats
 
@@ -21,7 +20,10 @@ def parse(pmc_sample: Path, name: str) -> jats.Article:
 @pytest.fixture(scope="module")
 def all_articles(pmc_sample: Path) -> dict[str, jats.Article]:
     """Every article of the sample through the pure parser (no Beam): a few seconds."""
-    return {p.name: jats.parse_article(p.read_bytes(), fallback_id=p.stem) for p in sorted(pmc_sample.glob("*.xml"))}
+    return {
+        p.name: jats.parse_article(p.read_bytes(), fallback_id=p.stem)
+        for p in sorted(pmc_sample.glob("*.xml"))
+    }
 
 
 def test_every_sample_article_is_processed(pmc_sample, all_articles):
@@ -69,7 +71,9 @@ def test_case_report(pmc_sample):
     by_path = {p.path: p for p in a.paragraphs}
     case = by_path["sec[1]/p[0]"]
     assert case.section_title == "2. Case Presentation"
-    assert case.text.startswith("A 54-year-old male was referred for investigation of an incidental abdominal mass")
+    assert case.text.startswith(
+        "A 54-year-old male was referred for investigation of an incidental abdominal mass"
+    )
     assert by_path["sec[0]/p[0]"].section_title == "1. Introduction"
     assert [p.path for p in a.paragraphs][:3] == ["sec[0]/p[0]", "sec[1]/p[0]", "sec[1]/p[1]"]
 
@@ -82,10 +86,14 @@ def test_portuguese_article_without_its_translation(pmc_sample):
     assert a.license_group == "noncommercial"
     first = a.paragraphs[0]
     assert (first.path, first.section_title) == ("sec[0]/p[0]", "INTRODUÇÃO")
-    assert first.text.startswith("Exposição prolongada a poluentes emitidos sobretudo por veículos automotores")
+    assert first.text.startswith(
+        "Exposição prolongada a poluentes emitidos sobretudo por veículos automotores"
+    )
     # The English translation is a sub-article: not merged into the body.
     assert [p.section_title for p in a.paragraphs if p.path.startswith("sec[3]/")][0] == "DISCUSSÃO"
-    assert not any(p.section_title and p.section_title.upper() in {"INTRODUCTION", "METHODS"} for p in a.paragraphs)
+    assert not any(
+        p.section_title and p.section_title.upper() in {"INTRODUCTION", "METHODS"} for p in a.paragraphs
+    )
     assert "sec[1]/p[5]" not in {p.path for p in a.paragraphs}  # a paragraph holding only a table
 
 
@@ -97,7 +105,9 @@ def test_namespaced_oai_record(pmc_sample):
     assert a.license_group == "noncommercial"
     assert [p.path for p in a.paragraphs][:3] == ["sec[0]/p[0]", "sec[1]/p[0]", "sec[1]/p[1]"]
     assert a.paragraphs[0].section_title == "INTRODUCTION"
-    assert a.paragraphs[0].text.startswith("Stroke manifestations vary depending on the lesion site and severity.")
+    assert a.paragraphs[0].text.startswith(
+        "Stroke manifestations vary depending on the lesion site and severity."
+    )
 
 
 def test_article_without_body(pmc_sample):
@@ -116,7 +126,9 @@ def test_block_children_become_their_own_paragraphs(pmc_sample):
     assert by_path["sec[2]/disp-quote[0]/p[0]"].text.startswith("Ultimately, we ask ourselves")
     assert "sec[2]/boxed-text[1]/list[0]/list-item[0]/p[0]" in by_path
     paths = [p.path for p in a.paragraphs]
-    assert paths.index("sec[2]/boxed-text[1]/p[0]") < paths.index("sec[2]/boxed-text[1]/list[0]/list-item[0]/p[0]")
+    assert paths.index("sec[2]/boxed-text[1]/p[0]") < paths.index(
+        "sec[2]/boxed-text[1]/list[0]/list-item[0]/p[0]"
+    )
 
 
 def test_formulas_become_one_placeholder_and_tables_figures_are_cut_out(pmc_sample):
@@ -133,7 +145,9 @@ def test_formulas_become_one_placeholder_and_tables_figures_are_cut_out(pmc_samp
 
 def test_teacher_labels_are_reproduced(all_articles, teacher_labels):
     """The replay teacher matches our paragraphs to recorded labels by (file, path) and by text sha256."""
-    labels = pq.read_table(teacher_labels, columns=["article_file", "path", "text_sha256", "section_title"]).to_pylist()
+    labels = pq.read_table(
+        teacher_labels, columns=["article_file", "path", "text_sha256", "section_title"]
+    ).to_pylist()
     by_path = by_text = title_ok = 0
     for row in labels:
         article = all_articles[row["article_file"]]
@@ -141,7 +155,9 @@ def test_teacher_labels_are_reproduced(all_articles, teacher_labels):
         p = paragraphs.get(row["path"])
         by_path += p is not None
         title_ok += p is not None and p.section_title == row["section_title"]
-        by_text += row["text_sha256"] in {hashlib.sha256(q.text.encode()).hexdigest() for q in paragraphs.values()}
+        by_text += row["text_sha256"] in {
+            hashlib.sha256(q.text.encode()).hexdigest() for q in paragraphs.values()
+        }
     n = len(labels)
     assert n == 5400
     assert by_path / n >= 0.995, by_path / n
@@ -157,58 +173,12 @@ def test_retraction_notices_are_flagged(all_articles):
 
 # --- bad input ------------------------------------------------------------------------------------
 
-ARTICLE = b"<article article-type='research-article'><front><article-meta/></front><body><p>%s</p></body></article>"
-
-
-class CountingServer:
-    """A local TCP server that counts connections: proves nothing reaches the network."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(5)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.connections += 1
-            conn.close()
-
-    def close(self):
-        self.stop.set()
-        self.thread.join()
-        self.sock.close()
-
 
 @pytest.fixture
 def server():
     s = CountingServer()
     yield s
     s.close()
-
-
-def hostile_documents(port: int) -> dict[str, bytes]:
-    url = f"http://127.0.0.1:{port}"
-    laughs = b"".join(b'<!ENTITY lol%d "&lol%d;&lol%d;&lol%d;&lol%d;&lol%d;&lol%d;&lol%d;&lol%d;&lol%d;&lol%d;">' % ((i,) + (i - 1,) * 10) for i in range(1, 10))
-    return {
-        "xxe_file": b'<?xml version="1.0"?><!DOCTYPE article [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
-        + ARTICLE % b"&xxe;",
-        "xxe_http": b'<?xml version="1.0"?><!DOCTYPE article [<!ENTITY xxe SYSTEM "%s/secret">]>' % url.encode()
-        + ARTICLE % b"&xxe;",
-        "parameter_entity": b'<!DOCTYPE article [<!ENTITY %% remote SYSTEM "%s/evil.dtd"> %%remote;]>' % url.encode()
-        + ARTICLE % b"text",
-        "billion_laughs": b'<?xml version="1.0"?><!DOCTYPE article [<!ENTITY lol0 "lol">' + laughs + b"]>"
-        + ARTICLE % b"&lol9;",
-    }
 
 
 def test_hostile_xml_is_refused_without_network(server):
@@ -223,7 +193,10 @@ def test_external_dtd_is_never_fetched(server):
     data = b'<?xml version="1.0"?><!DOCTYPE article SYSTEM "http://127.0.0.1:%d/jats.dtd">' % server.port
     article = jats.parse_article(data + ARTICLE % (b"word " * 70), "external-dtd")
     assert article.paragraphs[0].n_tokens == 70
-    wrapped = b'<!DOCTYPE pmc-articleset PUBLIC "-//NLM//DTD ARTICLE SET 2.0//EN" "http://127.0.0.1:%d/a.dtd">' % server.port
+    wrapped = (
+        b'<!DOCTYPE pmc-articleset PUBLIC "-//NLM//DTD ARTICLE SET 2.0//EN" "http://127.0.0.1:%d/a.dtd">'
+        % server.port
+    )
     jats.parse_article(wrapped + b"<pmc-articleset>" + ARTICLE % b"x" + b"</pmc-articleset>", "wrapped")
     assert server.connections == 0
 
@@ -277,4 +250,6 @@ def test_licence_order_of_trust():
 def test_paragraph_ids_are_stable():
     assert jats.paragraph_id("PMC1", "sec[0]/p[1]") == jats.paragraph_id("PMC1", "sec[0]/p[1]")
     assert jats.paragraph_id("PMC1", "sec[0]/p[1]") != jats.paragraph_id("PMC1", "sec[0]/p[2]")
-    assert jats.paragraph_id("PMC10167360.xml", "sec[1]/sec[0]/sec[0]/p[0]") == "b6f08a1af803a866"  # label recipe
+    assert (
+        jats.paragraph_id("PMC10167360.xml", "sec[1]/sec[0]/sec[0]/p[0]") == "b6f08a1af803a866"
+    )  # label recipe

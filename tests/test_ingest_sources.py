@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
-from pathlib import Path
+
+from ingest_fixtures import FILELIST_HEADER, make_package
 
 from pipelines import sources
-
-FILELIST_HEADER = "Article File,Article Citation,AccessionID,LastUpdated (YYYY-MM-DD HH:MM:SS),PMID,License,Retracted\n"
-
-
-def make_package(pmc_sample: Path, tmp_path: Path, names: list[str], extra: dict[str, bytes] | None = None) -> Path:
-    """A real-looking oa_bulk package: `PMC000xxxxxx/<file>` members, plus non-article members."""
-    path = tmp_path / "oa_comm_xml.PMC000xxxxxx.baseline.2026-01-01.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        folder = tarfile.TarInfo("PMC000xxxxxx")
-        folder.type = tarfile.DIRTYPE
-        tar.addfile(folder)
-        for name in names:
-            data = (pmc_sample / name).read_bytes()
-            info = tarfile.TarInfo(f"PMC000xxxxxx/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-        for name, data in (extra or {}).items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 def test_tar_members_are_streamed_without_unpacking(pmc_sample, tmp_path):
@@ -48,8 +26,8 @@ def test_package_filelist_is_found_and_parsed(pmc_sample, tmp_path):
     filelist = tmp_path / "oa_comm_xml.PMC000xxxxxx.baseline.2026-01-01.filelist.csv"
     filelist.write_text(
         FILELIST_HEADER
-        + 'PMC000xxxxxx/PMC2852030.xml,"Abdom Imaging. 2010 Apr; 35(2):143",PMC2852030,"2024-02-07 23:35:31",18987909,"CC BY-NC",no\n'
-        + 'PMC000xxxxxx/PMC4735918.xml,"Case Rep Urol. 2016; 2016:5764625",PMC4735918,"2024-02-07 23:35:31",26881177,"CC BY",yes\n'
+        + 'PMC000xxxxxx/PMC2852030.xml,"Abdom Imaging. 2010",PMC2852030,"2024-02-07",18987909,"CC BY-NC",no\n'
+        + 'PMC000xxxxxx/PMC4735918.xml,"Case Rep Urol. 2016",PMC4735918,"2024-02-07",26881177,"CC BY",yes\n'
     )
     [task] = list(sources.expand_input(str(package)))
     assert task.filelists == [str(filelist)]
@@ -76,11 +54,22 @@ def test_cloud_layout_metadata_json(pmc_sample, tmp_path):
     folder.mkdir()
     (folder / "PMC2852030.1.xml").write_bytes((pmc_sample / "PMC2852030.xml").read_bytes())
     (tmp_path / "metadata").mkdir()
-    meta = {"pmcid": "PMC2852030", "version": 1, "pmid": 18987909, "license_code": "CC BY", "is_retracted": True}
+    meta = {
+        "pmcid": "PMC2852030",
+        "version": 1,
+        "pmid": 18987909,
+        "license_code": "CC BY",
+        "is_retracted": True,
+    }
     (tmp_path / "metadata" / "PMC2852030.1.json").write_text(json.dumps(meta))
     [task] = list(sources.expand_input(str(tmp_path)))
     assert task.uri.endswith("PMC2852030.1/PMC2852030.1.xml")
     assert task.metadata_uri == str(tmp_path / "metadata" / "PMC2852030.1.json")
     parsed = sources.parse_cloud_metadata(sources.read_bytes(task.metadata_uri))
-    assert (parsed.pmcid, parsed.pmid, parsed.license, parsed.retracted) == ("PMC2852030", "18987909", "CC BY", True)
+    assert (parsed.pmcid, parsed.pmid, parsed.license, parsed.retracted) == (
+        "PMC2852030",
+        "18987909",
+        "CC BY",
+        True,
+    )
     assert sources.cloud_metadata_uri(str(tmp_path / "PMC2852030.xml")) is None  # not the cloud layout

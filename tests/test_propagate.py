@@ -23,8 +23,8 @@ from distill.inference import (
     autocast,
     clean_text,
     collate,
+    labels_from_outputs,
     load_model,
-    logits_to_labels,
     reference_scores,
     select_device,
     select_dtype,
@@ -164,19 +164,18 @@ def test_collate_pads_right_with_mask():
     assert collate([[1]], pad_id=0, pad_to=4)["input_ids"].shape == (1, 4)
 
 
-def test_logits_to_labels_release_order_temperature_and_clamp():
-    out = logits_to_labels(
-        np.array([[0.0, 0.0, 3.0, 0.0]]),
-        np.array([[0.0, 2.0, 0.0]]),
-        np.array([7.5]),
-        document_type_labels=DOCUMENT_TYPE_LABELS,
-        domain_labels=DOMAIN_LABELS,
-        temperatures={"document_type": 2.0, "domain": 1.0},
+def test_labels_from_outputs_release_order_temperature_and_clamp(student):
+    config = student[0].config.__class__(
+        **{**student[0].config.to_dict(), "temperatures": {"document_type": 2.0}}
+    )
+    out = labels_from_outputs(
+        config, np.array([[0.0, 0.0, 3.0, 0.0]]), np.array([[0.0, 2.0, 0.0]]), np.array([7.5])
     )[0]
-    assert out["document_type"] == "Review" and out["domain"] == "clinical"
+    assert out["document_type"] == DOCUMENT_TYPE_LABELS[2] and out["domain"] == DOMAIN_LABELS[1]
     assert out["educational_score"] == 5.0
     p = np.exp(np.array([0, 0, 1.5, 0]))
     np.testing.assert_allclose(out["document_type_scores"], p / p.sum())
+    assert isinstance(out["domain_scores"], list) and len(out["domain_scores"]) == len(DOMAIN_LABELS)
 
 
 def test_device_and_precision_selection_cpu_and_cuda_branches():
@@ -250,3 +249,14 @@ def test_run_propagate_directrunner_writes_every_row(student_dir, paragraphs, tm
     ]
     assert np.mean(agree) >= 0.995
     assert Counter(by_id[i]["model_id"] for i in by_id).most_common(1)[0][1] == scored.num_rows
+
+
+def test_cli_help_lists_the_options():
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    result = CliRunner().invoke(app, ["propagate", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for flag in ("--model", "--output", "--batch-tokens", "--precision", "--quantize", "--compile"):
+        assert flag in result.output

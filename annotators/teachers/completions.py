@@ -15,7 +15,14 @@ _FIELD = {axis: re.compile(rf'"{axis}"\s*:\s*"?') for axis in AXES}
 
 
 def _squash(text: str) -> str:
-    return re.sub(r"[\s_\-]+", "", text).lower()
+    return text.replace(" ", "").replace("_", "").replace("-", "").replace("\t", "").replace("\n", "").lower()
+
+
+_SQUASHED = {
+    axis: [(label, _squash(label)) for label in labels]
+    for axis, labels in AXES.items()
+    if axis != "educational_score"
+}
 
 
 def _label_of(axis: str, candidate: str):
@@ -28,10 +35,13 @@ def _label_of(axis: str, candidate: str):
     key = _squash(candidate)
     if not key:
         return None
-    matches = [
-        label for label in AXES[axis] if _squash(label).startswith(key) or key.startswith(_squash(label))
-    ]
-    return matches[0] if len(matches) == 1 else None
+    found = None
+    for label, squashed in _SQUASHED[axis]:
+        if squashed.startswith(key) or key.startswith(squashed):
+            if found is not None:
+                return None
+            found = label
+    return found
 
 
 def soft_labels(content: str, tokens: list[dict]) -> dict[str, list[float]]:

@@ -5,7 +5,9 @@
 #
 # Env: PROJECT, REGION, BUCKET (required); REPO (Artifact Registry repo, default biomed), TAG (default:
 # the git commit), BUILDER=cloud|docker (Cloud Build, or a local docker engine + push), TORCH_INDEX_URL
-# (another CUDA build of torch, see Dockerfile), LAUNCHER_IMAGE (pinned Flex launcher base, by digest).
+# (another CUDA build of torch, see Dockerfile), LAUNCHER_IMAGE (pinned Flex launcher base, by digest),
+# MODEL_DIR (a trained student directory: baked into a second image, IMAGE-model, at /models/student, so
+# the launcher and every worker see it at the same path; propagate then takes model_dir=/models/student).
 # Prints IMAGE=... and TEMPLATE=... for launch.sh.
 set -euo pipefail
 
@@ -45,6 +47,20 @@ case "$BUILDER" in
     exit 2
     ;;
 esac
+
+if [[ -n "${MODEL_DIR:-}" ]]; then
+  [[ -f "${MODEL_DIR}/config.json" ]] || { echo "MODEL_DIR has no config.json: ${MODEL_DIR}" >&2; exit 2; }
+  context="$(mktemp -d)"
+  trap 'rm -rf "$context"' EXIT
+  cp -r "$MODEL_DIR" "${context}/student"
+  printf 'FROM %s\nCOPY student /models/student\n' "$IMAGE" >"${context}/Dockerfile"
+  IMAGE="${IMAGE}-model"
+  if [[ "$BUILDER" == cloud ]]; then
+    gcloud builds submit "$context" --project="$PROJECT" --region="$REGION" --tag="$IMAGE"
+  else
+    docker build --tag "$IMAGE" "$context" && docker push "$IMAGE"
+  fi
+fi
 
 gcloud dataflow flex-template build "$TEMPLATE" --project="$PROJECT" \
   --image="$IMAGE" --sdk-language=PYTHON --metadata-file=infra/dataflow/metadata.json

@@ -54,7 +54,10 @@ def describe(job) -> dict:
         t.unique_name for t in job.proto_pipeline.components.transforms.values()
     )
     described["pipelineEnvironments"] = {
-        env_id: {"urn": env.urn, "image": beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image}
+        env_id: {
+            "urn": env.urn,
+            "image": beam_runner_api_pb2.DockerPayload.FromString(env.payload).container_image,
+        }
         for env_id, env in job.proto_pipeline.components.environments.items()
     }
     return described
@@ -87,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         flex_main.main([*args, "--runner=describe_job.DescribeDataflowJob"])
     except this.JobDescribed as described:
-        images = sorted({p["workerHarnessContainerImage"] for p in described.job["environment"]["workerPools"]})
+        images = sorted(
+            {p["workerHarnessContainerImage"] for p in described.job["environment"]["workerPools"]}
+        )
         print(f"{described}: {len(described.job['pipelineTransforms'])} transforms, images {images}")
         return 0
     print("the stage ran instead of being described", file=sys.stderr)

@@ -25,13 +25,17 @@ class Stage:
     module: str
     function: str
     list_params: tuple[str, ...]
-    params: dict[str, type] = field(default_factory=dict)
+    params: dict[str, Callable[[str], object]] = field(default_factory=dict)
     required: tuple[str, ...] = ()
 
 
 STAGES: dict[str, Stage] = {
     "ingest": Stage(
-        "pipelines.ingest", "run_ingest", ("inputs",), {"output": str, "min_tokens": int}, ("inputs", "output")
+        "pipelines.ingest",
+        "run_ingest",
+        ("inputs",),
+        {"output": str, "min_tokens": int},
+        ("inputs", "output"),
     ),
     "annotate": Stage(
         "annotators.annotate",
@@ -52,7 +56,14 @@ STAGES: dict[str, Stage] = {
         "pipelines.propagate",
         "run_propagate",
         ("inputs",),
-        {"model_dir": str, "output": str},
+        {
+            "model_dir": str,
+            "output": str,
+            "batch_tokens": int,
+            "precision": str,
+            "device": str,
+            "large_model": lambda v: {"true": True, "false": False}[v.lower()],
+        },
         ("inputs", "model_dir", "output"),
     ),
     "subsets": Stage(

@@ -13,11 +13,13 @@
 #                  writes <output>/<stage>_stats.json); needs `pip install -e '.[test]'` and credentials
 #   MODE=describe  build the Dataflow job description offline into JOB_FILE (job-STAGE.json); submits
 #                  nothing, needs no credentials (describe_job.py)
-#   GPU=t4|l4|a100|none   accelerator for propagate (default t4); other stages run on CPU workers
+#   MODE=print     print the flags MODE=direct would pass to flex_main.py, one per line
+#   GPU=l4|t4|a100|none   accelerator for propagate (default l4: native bf16; T4 has none, so the
+#                         student runs fp32 there); other stages run on CPU workers
 #   MAX_WORKERS (default 50), SERVICE_ACCOUNT, SUBNETWORK (optional), EXTRA="--flag=value ..." (appended)
 set -euo pipefail
 
-usage() { sed -n '2,20p' "$0" >&2; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
 [[ $# -ge 1 ]] || usage
 STAGE="$1"
 shift
@@ -28,7 +30,7 @@ case "$STAGE" in ingest | annotate | propagate | subsets) ;; *) usage ;; esac
 : "${BUCKET:?set BUCKET}"
 : "${IMAGE:?set IMAGE (printed by build.sh)}"
 MODE="${MODE:-flex}"
-GPU="${GPU:-t4}"
+GPU="${GPU:-l4}"
 MAX_WORKERS="${MAX_WORKERS:-50}"
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 JOB_NAME="biomed-${STAGE}-$(date -u +%Y%m%d-%H%M%S)"
@@ -80,6 +82,9 @@ for kv in "$@"; do
   [[ "$kv" == *=* ]] || { echo "parameters are name=value, got: $kv" >&2; exit 2; }
   PARAMS+=("--${kv}")
 done
+if [[ "$STAGE" == propagate && "$GPU" != none && " $* " != *" batch_tokens="* ]]; then
+  PARAMS+=("--batch_tokens=65536")  # GPUs want big batches; the student is small (see README)
+fi
 COMMON=("--project=${PROJECT}" "--region=${REGION}" "--job_name=${JOB_NAME}"
   "--temp_location=gs://${BUCKET}/tmp" "--staging_location=gs://${BUCKET}/staging"
   "--max_num_workers=${MAX_WORKERS}" "--autoscaling_algorithm=THROUGHPUT_BASED")
@@ -88,6 +93,9 @@ case "$MODE" in
   direct)
     exec python "$ROOT/infra/dataflow/flex_main.py" "${PARAMS[@]}" --runner=DataflowRunner \
       "${COMMON[@]}" "${OPTIONS[@]}"
+    ;;
+  print)
+    printf '%s\n' "${PARAMS[@]}" --runner=DataflowRunner "${COMMON[@]}" "${OPTIONS[@]}"
     ;;
   describe)
     exec python "$ROOT/infra/dataflow/describe_job.py" "${PARAMS[@]}" "--dataflow_job_file=${JOB_FILE:-job-${STAGE}.json}" \
@@ -110,7 +118,7 @@ case "$MODE" in
     echo "         gcloud dataflow jobs list --project=${PROJECT} --region=${REGION} --filter=name=${JOB_NAME}"
     ;;
   *)
-    echo "MODE must be flex, direct or describe" >&2
+    echo "MODE must be flex, direct, describe or print" >&2
     exit 2
     ;;
 esac

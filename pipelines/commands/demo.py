@@ -21,10 +21,11 @@ def command(
     force: list[str] = typer.Option(None, "--force", help="Redo this stage even if finished (repeatable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
 ) -> None:
-    """Run every stage on the 30 demo articles shipped in demo/ (replay teacher, packaged MiniLM student).
+    """Run every stage on the 30 CC BY demo articles shipped in demo/.
 
-    No network and no GPU needed; a few minutes on 2 CPU cores. Resumable like `run`: a second
-    call skips finished stages. Open <output>/report.html afterwards.
+    Replay teacher, packaged MiniLM student: no network and no GPU needed,
+    a few minutes on 2 CPU cores. Resumable like `run`: a second call skips
+    finished stages. Open <output>/report.html afterwards.
     """
     from pipelines.commands.run import run_with_config
 

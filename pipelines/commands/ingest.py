@@ -16,7 +16,9 @@ def command(
         "files (joined for licence / PMID / retraction); PMC Cloud folders (PMC<id>.<ver>/ + metadata/). "
         "Local paths or any URI Beam / smart_open reads (gs://, s3://, https://).",
     ),
-    output: str = typer.Option(..., "--output", "-o", help="Output root: paragraphs/, dead_letter/, ingest_stats.json."),
+    output: str = typer.Option(
+        ..., "--output", "-o", help="Output root: paragraphs/, dead_letter/, ingest_stats.json."
+    ),
     min_tokens: int = typer.Option(
         64, "--min-tokens", min=0, help="Keep paragraphs of at least this many whitespace-separated words."
     ),
@@ -30,5 +32,8 @@ def command(
     from pipelines.ingest import run_ingest
 
     stats = run_ingest(list(inputs), output, min_tokens=min_tokens, beam_args=list(ctx.args))
-    summary = {k: stats.get(k) for k in ("articles_read", "articles_parsed", "articles_dead_lettered", "paragraphs_written")}
+    summary = {
+        k: stats.get(k)
+        for k in ("articles_read", "articles_parsed", "articles_dead_lettered", "paragraphs_written")
+    }
     typer.echo(json.dumps(summary))

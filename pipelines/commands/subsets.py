@@ -26,11 +26,12 @@ def command(
         None, "--format", help="Override the recipes' output format: parquet|jsonl."
     ),
 ) -> None:
-    """Filter, upsample and prefix scored paragraphs into per-article documents, per licence group.
+    """Scored paragraphs -> filtered, upsampled, prefixed documents per article.
 
-    Writes <output>/<subset>/<license_group>/part-*.parquet (or .jsonl), a dataset card README.md
-    and recipe.yaml per subset, and <output>/subsets_stats.json. Unknown --flags go to Beam
-    (e.g. --runner=DataflowRunner). Recipes and every knob: docs/subsets.md.
+    Writes <output>/<subset>/<license_group>/part-*.parquet (or .jsonl), a
+    dataset card README.md and recipe.yaml per subset, and
+    <output>/subsets_stats.json. Unknown --flags go to Beam (e.g.
+    --runner=DataflowRunner). Recipes and every knob: docs/subsets.md.
     """
     from pipelines.recipe import RecipeError
     from pipelines.subsets import run_subsets

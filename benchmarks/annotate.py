@@ -1,0 +1,121 @@
+"""Benchmark: teacher-client throughput against a fake OpenAI-compatible server with fixed latency and a cap.
+
+The server (tests/fake_openai.py, in a child process so its CPU is not ours) answers every request after
+a fixed latency and refuses requests beyond its concurrency cap with 429 + Retry-After, so its capacity
+is cap / latency paragraphs/s. In this process we time our client (`OpenAITeacher`: async, bounded
+concurrency, retries) and a naive sequential loop (`openai.OpenAI().chat.completions.create` one
+paragraph after another), on real paragraphs (the packaged CC BY recordings).
+
+    python benchmarks/annotate.py [--latency 0.05] [--cap 16] [--n 2000] [--baseline-n 100]
+
+Writes benchmarks/results/annotate.json: ours_per_s, baseline_per_s, ratio, capacity_share (+ settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from annotators.annotate import label_paragraphs  # noqa: E402
+from annotators.ledger import Ledger  # noqa: E402
+from annotators.prompts import build_messages  # noqa: E402
+from annotators.taxonomy import parse_answer  # noqa: E402
+from annotators.teachers.openai_chat import OpenAITeacher  # noqa: E402
+from annotators.teachers.replay import PACKAGED_RECORDINGS  # noqa: E402
+
+
+def start_server(latency: float, cap: int) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "fake_openai.py"),
+            "--latency",
+            str(latency),
+            "--max-concurrent",
+            str(cap),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    return proc, proc.stdout.readline().strip()
+
+
+def naive_loop(rows: list[dict], base_url: str) -> int:
+    """What one writes first: one blocking request after another (the client's default retries on)."""
+    client = openai.OpenAI(base_url=base_url, api_key="bench")
+    done = 0
+    for row in rows:
+        response = client.chat.completions.create(model="bench", messages=build_messages(row), temperature=0)
+        parse_answer(response.choices[0].message.content)
+        done += 1
+    return done
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--cap", type=int, default=16)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--baseline-n", type=int, default=100)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "annotate.json"))
+    args = parser.parse_args()
+
+    rows = pq.read_table(PACKAGED_RECORDINGS, columns=["id", "text", "section_title", "path"]).to_pylist()
+    rows = (rows * (args.n // len(rows) + 1))[: args.n]
+    for i, row in enumerate(rows):
+        row["id"] = f"{row['id']}-{i}"
+    proc, base_url = start_server(args.latency, args.cap)
+    try:
+        naive_loop(rows[:5], base_url)  # warm-up (connections, imports)
+        began = time.perf_counter()
+        naive_loop(rows[: args.baseline_n], base_url)
+        baseline = args.baseline_n / (time.perf_counter() - began)
+
+        teacher = OpenAITeacher("bench", base_url, "bench", concurrency=args.cap)
+        ledger = Ledger(model="bench")
+        began = time.perf_counter()
+        result = label_paragraphs(rows, teacher, None, ledger)  # no cache: every paragraph is a call
+        ours = len(result.labels) / (time.perf_counter() - began)
+        assert len(result.labels) == len(rows), result.dead_letters[:3]
+    finally:
+        proc.terminate()
+        proc.wait()
+    capacity = args.cap / args.latency
+    summary = ledger.summary()
+    results = {
+        "ours_per_s": round(ours, 2),
+        "baseline_per_s": round(baseline, 2),
+        "ratio": round(ours / baseline, 2),
+        "capacity_share": round(ours / capacity, 3),
+        "server_capacity_per_s": capacity,
+        "latency_s": args.latency,
+        "concurrency_cap": args.cap,
+        "paragraphs": args.n,
+        "baseline_paragraphs": args.baseline_n,
+        "retries": summary["retries"],
+        "errors": summary["errors"],
+        "client_latency_p50_s": round(summary["latency_s"]["p50"], 4),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(results, indent=2))
+    share = f"{ours / capacity:.1%} of server capacity"
+    print(f"ours {ours:.1f}/s vs sequential {baseline:.1f}/s: x{ours / baseline:.1f}; {share}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

