@@ -20,15 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 from apache_beam.io.filesystems import FileSystems
 
 from annotators.cache import AnswerCache, cache_key
 from annotators.ledger import Ledger, load_price_table
 from annotators.prompts import PROMPT_VERSION, prompt_fingerprint
-from annotators.sampling import sample_table
+from annotators.sampling import STRATA_COLUMNS, sample_table
 from annotators.taxonomy import Answer
 from annotators.teachers import Outcome, Teacher, make_teacher, resolve_api_key
-from pipelines.io import dataset_dir, dead_letter, read_table, write_json, write_table
+from pipelines.io import dataset_dir, dead_letter, parquet_files, write_json, write_table
 from pipelines.schemas import LABELS, conform
 
 log = logging.getLogger(__name__)
@@ -203,6 +205,24 @@ def labels_table(labels: list[dict]) -> pa.Table:
     return conform(pa.Table.from_pylist(labels), LABELS)
 
 
+def read_sample(
+    paragraphs: list[str], sample: int | None, fraction: float | None, seed: int
+) -> tuple[list[dict], int]:
+    """The sampled paragraph rows and the pool size; texts are read for the sample only."""
+    dataset = pads.dataset(parquet_files(paragraphs), format="parquet")
+    names = set(dataset.schema.names)
+    if not {"id", "text"} <= names:
+        raise ValueError(
+            f"{paragraphs} is not a paragraphs dataset (missing {sorted({'id', 'text'} - names)})"
+        )
+    pool = dataset.to_table(columns=[c for c in STRATA_COLUMNS if c in names])
+    ids = sample_table(pool, sample, fraction, seed)["id"]
+    columns = [c for c in PARAGRAPH_COLUMNS if c in names]
+    if len(ids) == pool.num_rows:
+        return dataset.to_table(columns=columns).to_pylist(), pool.num_rows
+    return dataset.to_table(columns=columns, filter=pc.field("id").isin(ids)).to_pylist(), pool.num_rows
+
+
 def run_annotate(
     paragraphs: list[str],
     output: str,
@@ -228,13 +248,7 @@ def run_annotate(
     With `use_beam` (or Beam flags in `beam_args`) the labelling runs as a Beam pipeline.
     """
     began = time.time()
-    table = read_table(paragraphs)
-    missing = {"id", "text"} - set(table.column_names)
-    if missing:
-        raise ValueError(f"{paragraphs} is not a paragraphs dataset (missing {sorted(missing)})")
-    sampled = sample_table(
-        table.select([c for c in PARAGRAPH_COLUMNS if c in table.column_names]), sample, fraction, seed
-    )
+    rows, n_paragraphs = read_sample(paragraphs, sample, fraction, seed)
     if teacher != "replay":
         teacher_kw.setdefault("progress", progress)
     if teacher == "batch":
@@ -255,13 +269,17 @@ def run_annotate(
     cache = AnswerCache(cache_path or default_cache_path(output)) if the_teacher.cacheable else None
     _clear(FileSystems.join(dataset_dir(output, "labels"), "*.parquet"))
     _clear(FileSystems.join(dataset_dir(output, "dead_letter"), f"{STAGE}-*.jsonl"))
-    rows = sampled.to_pylist()
     try:
         if use_beam or any(a.startswith("--runner") for a in beam_args or []):
             from annotators.beam_annotate import run_beam_annotate
 
             counts = run_beam_annotate(
-                rows, output, the_teacher, cache_path=cache.path if cache else None, beam_args=beam_args
+                rows,
+                output,
+                the_teacher,
+                cache_path=cache.path if cache else None,
+                beam_args=beam_args,
+                ledger=ledger,
             )
             n_labelled, reasons = counts["labelled"], Counter(counts["dead_letter_reasons"])
         else:
@@ -281,8 +299,8 @@ def run_annotate(
         "seed": seed,
         "sample": sample,
         "fraction": fraction,
-        "paragraphs": table.num_rows,
-        "read": sampled.num_rows,
+        "paragraphs": n_paragraphs,
+        "read": len(rows),
         "written": n_labelled,
         "dead_lettered": sum(reasons.values()),
         "dead_letter_reasons": dict(reasons),

@@ -12,10 +12,13 @@ fail after Beam's retries come out of RunInference's dead-letter output.
 from __future__ import annotations
 
 import asyncio
+import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult, RemoteModelHandler, RunInference
 
 from annotators.cache import AnswerCache, cache_key
@@ -24,8 +27,39 @@ from annotators.prompts import build_messages
 from annotators.taxonomy import InvalidAnswer
 from annotators.teachers.base import Outcome, TeacherError
 from annotators.teachers.openai_chat import OpenAITeacher, Rejected, Transient
-from pipelines.io import WriteDataset, WriteDeadLetters, dead_letter
+from pipelines.io import WriteDataset, WriteDeadLetters, read_table
+from pipelines.options import pipeline_options
 from pipelines.schemas import LABELS
+
+NAMESPACE = "biomed_enrich_annotate"
+LEDGER_COUNTERS = ("calls", "input_tokens", "output_tokens", "errors")
+
+
+def report_ledger(ledger: Ledger) -> None:
+    """Add a worker-side ledger to Beam counters (summed over workers into the run's ledger)."""
+    from apache_beam.metrics import Metrics
+
+    values = {
+        "calls": ledger.calls,
+        "input_tokens": ledger.input_tokens,
+        "output_tokens": ledger.output_tokens,
+        "errors": sum(ledger.errors.values()),
+    }
+    for name, value in values.items():
+        if value:
+            Metrics.counter(NAMESPACE, name).inc(value)
+
+
+def read_ledger(result: Any, ledger: Ledger) -> None:
+    """Fill the driver's ledger from the Beam counters of a finished pipeline (latencies stay per worker)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        name, value = counter.key.metric.name, counter.committed or counter.attempted or 0
+        if name in ("calls", "input_tokens", "output_tokens"):
+            setattr(ledger, name, getattr(ledger, name) + value)
+        elif name == "errors":
+            ledger.errors["beam_worker_errors"] += value
 
 
 def retryable(exc: Exception) -> bool:
@@ -53,7 +87,7 @@ class TeacherModelHandler(RemoteModelHandler[dict, PredictionResult, Any]):
         throttle_delay_secs: int = 5,
     ):
         super().__init__(
-            namespace="biomed_enrich_annotate",
+            namespace=NAMESPACE,
             num_retries=num_retries,
             throttle_delay_secs=throttle_delay_secs,
             retry_filter=retryable,
@@ -99,6 +133,14 @@ class TeacherModelHandler(RemoteModelHandler[dict, PredictionResult, Any]):
     async def _ask_all(teacher: OpenAITeacher, rows: list[dict]) -> list[Any]:
         client = teacher.client()
         ledger = Ledger()
+        try:
+            return await TeacherModelHandler._gather(teacher, client, ledger, rows)
+        finally:
+            await client.close()
+            report_ledger(ledger)
+
+    @staticmethod
+    async def _gather(teacher: OpenAITeacher, client: Any, ledger: Ledger, rows: list[dict]) -> list[Any]:
 
         async def ask(row: dict) -> Any:
             messages = build_messages(row, teacher.prompt_version)
@@ -114,10 +156,7 @@ class TeacherModelHandler(RemoteModelHandler[dict, PredictionResult, Any]):
                     return e
             raise AssertionError("unreachable")
 
-        try:
-            return await asyncio.gather(*(ask(r) for r in rows))
-        finally:
-            await client.close()
+        return await asyncio.gather(*(ask(r) for r in rows))
 
 
 class AnnotateParagraphs(beam.PTransform):
@@ -164,31 +203,25 @@ def run_beam_annotate(
     *,
     cache_path: str | None = None,
     beam_args: list[str] | None = None,
+    ledger: Ledger | None = None,
 ) -> dict:
     """Label `rows` in a Beam pipeline; write `<output>/labels/` and dead letters; return counts."""
-    from collections import Counter
-
-    from pipelines.io import read_table
-    from pipelines.options import pipeline_options
-
-    with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-        out = (
-            p
-            | "Paragraphs" >> beam.Create(rows, reshuffle=False)
-            | "Annotate" >> AnnotateParagraphs(teacher, cache_path)
-        )
-        out["labels"] | WriteDataset(output, "labels", LABELS)
-        out["dead"] | WriteDeadLetters(output, "annotate")
-    from apache_beam.io.filesystems import FileSystems
-
+    p = beam.Pipeline(options=pipeline_options(beam_args))
+    out = (
+        p
+        | "Paragraphs" >> beam.Create(rows, reshuffle=False)
+        | "Annotate" >> AnnotateParagraphs(teacher, cache_path)
+    )
+    out["labels"] | WriteDataset(output, "labels", LABELS)
+    out["dead"] | WriteDeadLetters(output, "annotate")
+    result = p.run()
+    result.wait_until_finish()
+    if ledger is not None:
+        read_ledger(result, ledger)
     labels = read_table([FileSystems.join(output, "labels")], columns=["id"]).num_rows
     reasons: Counter = Counter()
-    matches = FileSystems.match([FileSystems.join(output, "dead_letter", "annotate-*.jsonl")])[
-        0
-    ].metadata_list
-    import json
-
-    for m in matches:
+    pattern = FileSystems.join(output, "dead_letter", "annotate-*.jsonl")
+    for m in FileSystems.match([pattern])[0].metadata_list:
         with FileSystems.open(m.path) as f:
             for line in f.read().decode().splitlines():
                 if line.strip():
@@ -196,4 +229,4 @@ def run_beam_annotate(
     return {"labelled": labels, "dead_letter_reasons": dict(reasons)}
 
 
-__all__ = ["AnnotateParagraphs", "TeacherModelHandler", "run_beam_annotate", "dead_letter"]
+__all__ = ["AnnotateParagraphs", "TeacherModelHandler", "run_beam_annotate"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -187,8 +188,12 @@ class FrozenStudent:
         data = validate_rows(rows)
         if len(data) != len(rows):
             raise ValueError(f"unusable label rows in the loop's labels: {data.skipped}")
+        torch.manual_seed(seed)  # the heads' initial weights too: a resumed run must refit the same student
         model = _heads_model(backbone)
-        fit_heads(model, torch.from_numpy(np.asarray(x, dtype=np.float32)), data, seed=seed, **HEAD_TRAINING)
+        with _one_thread():
+            fit_heads(
+                model, torch.from_numpy(np.asarray(x, dtype=np.float32)), data, seed=seed, **HEAD_TRAINING
+            )
         return cls(model)
 
     def predict(self, x: np.ndarray, *, passes: int = 0, seed: int = 0) -> StudentPredictions:
@@ -199,7 +204,7 @@ class FrozenStudent:
 
         x = torch.from_numpy(np.asarray(x, dtype=np.float32))
         model = self.model
-        with torch.no_grad():
+        with torch.no_grad(), _one_thread():
             if passes <= 0:
                 model.eval()
                 outs = [model.heads(x)]
@@ -216,6 +221,20 @@ class FrozenStudent:
 
 # Full-batch-ish AdamW on the heads: as good as the defaults on this data at a fraction of the time.
 HEAD_TRAINING = {"epochs": 60, "batch_size": 512, "lr": 1e-2}
+
+
+@contextmanager
+def _one_thread():
+    """Run torch single-threaded: the heads' ops are tiny, and thread hand-offs (worse on a busy
+    machine) made them ~10x slower with two threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _heads_model(backbone: str):

@@ -85,9 +85,10 @@ def main() -> None:
 
         teacher = OpenAITeacher("bench", base_url, "bench", concurrency=args.cap)
         ledger = Ledger(model="bench")
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         result = label_paragraphs(rows, teacher, None, ledger)  # no cache: every paragraph is a call
         ours = len(result.labels) / (time.perf_counter() - began)
+        cpu_s = time.process_time() - cpu
         assert len(result.labels) == len(rows), result.dead_letters[:3]
     finally:
         proc.terminate()
@@ -107,6 +108,8 @@ def main() -> None:
         "retries": summary["retries"],
         "errors": summary["errors"],
         "client_latency_p50_s": round(summary["latency_s"]["p50"], 4),
+        "client_cpu_ms_per_request": round(cpu_s / len(rows) * 1000, 3),
+        "http_backend": teacher.http_backend,
         "cpu_count": os.cpu_count(),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }

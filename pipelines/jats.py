@@ -13,8 +13,9 @@ formula (`inline-formula`, `disp-formula`, bare MathML / TeX) becomes ` [formula
 are cut out of the sentence around them, and whitespace is collapsed.
 
 Speed: the XML is fed to lxml only up to the main `</body>` (back matter, reference lists, floats and
-sub-articles are never parsed), the body is pruned with C-level calls (`strip_elements`) and a
-paragraph's text is one XPath `string()` call. Safety: no DTD loading, no network, no entity
+sub-articles are never parsed), tables, figures and formulas are cut out of the bytes before parsing,
+the body is pruned with C-level calls (`strip_elements`) and the text of all paragraphs comes from one
+C-level text serialisation of the body. Safety: no DTD loading, no network, no entity
 expansion, and any document that declares entities in an internal DTD subset is refused before parsing.
 """
 
@@ -323,7 +324,7 @@ _HOLDS_BLOCK = "biomed-enrich-holds-block"
 def prepare(body: etree._Element) -> None:
     """Rewrite the body in place with C-level calls: drop non-prose subtrees (keeping their tails), turn
     every formula into one placeholder, and mark the `p`s that hold a prose block. Afterwards a
-    paragraph's text is XPath `string()` of its element."""
+    paragraph's text is the text content of its element."""
     etree.strip_elements(body, *_DROPPED_TAGS, with_tail=False)
     for formula in list(body.iter(*_FORMULA_TAGS)):
         tail = formula.tail
@@ -432,9 +433,7 @@ _WALKED = _wild(frozenset({"p", "sec"}) | PROSE_BLOCKS)
 _WALKED_NESTED = _wild(frozenset({"p", "sec", "list-item", "def-item", "def"}) | PROSE_BLOCKS)
 
 
-def _walk(
-    container: etree._Element, prefix: str, title: str, out: list[Paragraph], nested: bool = False
-) -> None:
+def _walk(container: etree._Element, prefix: str, title: str, out: _Walk, nested: bool = False) -> None:
     """Collect paragraphs of a body / sec (or, `nested`, a list / quote / box) in document order.
 
     Only the tags that are walked are visited (C-level filter); indexes count same-tag siblings only,

@@ -172,6 +172,7 @@ def _stages_section(root: Path, stats: dict[str, dict]) -> str:
             out_rows = None  # a model, not rows
         else:
             in_rows = _first_number(st, ("paragraphs_read", "read", "rows_read", "inputs_read"))
+        dead = _first_number(st, ("dead_lettered", "articles_dead_lettered", "dead_letters"))
         cost = _first_number(st, ("cost_usd", "estimated_cost_usd", "cost"))
         gpu = _first_number(st, ("estimated_gpu_hours", "gpu_hours_estimate", "gpu_hours"))
         throughput = (out_rows or in_rows) / seconds if seconds and (out_rows or in_rows) else None
@@ -182,12 +183,23 @@ def _stages_section(root: Path, stats: dict[str, dict]) -> str:
                 seconds,
                 in_rows,
                 out_rows,
+                dead,
                 throughput,
                 cost,
                 gpu,
             ]
         )
-    headers = ["stage", "status", "wall s", "read", "written", "written/s", "cost USD", "GPU h (est.)"]
+    headers = [
+        "stage",
+        "status",
+        "wall s",
+        "read",
+        "written",
+        "dead letters",
+        "rows/s",
+        "cost USD",
+        "GPU h (est.)",
+    ]
     chart = ""
     timed = [(r[0], r[2]) for r in rows if isinstance(r[2], (int, float))]
     if timed:
@@ -202,7 +214,8 @@ def _stages_section(root: Path, stats: dict[str, dict]) -> str:
         "<section><h2>Stages: throughput and cost</h2>"
         "<p>Wall time from this run's log (skipped stages keep the time of the run that built them). "
         "Read: articles for ingest, labelled paragraphs for train, paragraphs otherwise. Written: rows of "
-        "the stage's datasets from its manifest (documents for subsets). Cost: the annotate ledger.</p>"
+        "the stage's datasets from its manifest (documents for subsets); rows/s: written (read for train) "
+        "per second. Cost: the annotate ledger.</p>"
         f'<div class="row"><div>{table(headers, rows)}</div><div>{chart}</div></div></section>'
     )
 

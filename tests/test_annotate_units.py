@@ -192,27 +192,27 @@ def test_ledger_cost_and_percentiles(tmp_path):
     assert price_for(load_price_table(), "llama-3.1-70b")["input"] == 0.0
 
 
-def test_rate_limiter_spaces_requests_and_tokens(monkeypatch):
+def test_rate_limiter_spaces_requests_and_tokens():
     import asyncio
 
-    from annotators.teachers import base
+    from annotators.teachers.base import AsyncRateLimiter
 
     clock = {"now": 0.0}
 
     async def fake_sleep(seconds: float) -> None:
         clock["now"] += seconds
 
-    monkeypatch.setattr(base.time, "monotonic", lambda: clock["now"])
-    monkeypatch.setattr(base.asyncio, "sleep", fake_sleep)
-
     async def run(limiter, n, tokens):
         for _ in range(n):
             await limiter.acquire(tokens)
 
+    def limiter(**kw):
+        return AsyncRateLimiter(clock=lambda: clock["now"], sleep=fake_sleep, **kw)
+
     # 600 requests/min = 10/s with a 10 s burst (100): 150 requests need 5 more seconds
-    asyncio.run(run(base.AsyncRateLimiter(rpm=600), 150, 0))
+    asyncio.run(run(limiter(rpm=600), 150, 0))
     assert clock["now"] == pytest.approx(5.0, abs=0.01)
     # 60,000 tokens/min = 1,000/s with a 10,000 burst: 30 requests of 1,000 tokens need 20 s
     clock["now"] = 0.0
-    asyncio.run(run(base.AsyncRateLimiter(tpm=60_000), 30, 1000))
+    asyncio.run(run(limiter(tpm=60_000), 30, 1000))
     assert clock["now"] == pytest.approx(20.0, abs=0.01)

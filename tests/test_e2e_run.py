@@ -48,7 +48,7 @@ def make_config(tmp: Path, inputs: list[str]) -> Path:
     config = yaml.safe_load((DEMO / "config.yaml").read_text())
     config["inputs"] = inputs
     config["output"] = str(tmp / "out")
-    config["train"]["extra_labels_sample"] = 100  # exercise the extra labels, but keep embedding short
+    config["train"]["extra_labels_sample"] = 50  # exercise the extra labels, but keep embedding short
     config["train"]["head_epochs"] = 60
     config["train"]["cache_dir"] = str(tmp / "embedding-cache")  # hermetic: no shared embedding cache
     path = tmp / "config.yaml"

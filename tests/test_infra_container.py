@@ -206,3 +206,23 @@ def test_compose_harness_is_a_worker_pool_reachable_from_the_taskmanager():
         assert f"{data}:{data}" in services[name]["volumes"], f"{name}: data must mount at the same path"
     gpu = yaml.safe_load((FLINK / "docker-compose.gpu.yml").read_text())
     assert gpu["services"]["python-harness"]["deploy"]["resources"]["reservations"]["devices"]
+
+
+def test_cost_estimate_uses_every_measured_benchmark(monkeypatch):
+    monkeypatch.syspath_prepend(str(DATAFLOW))
+    import cost_estimate
+
+    text = cost_estimate.table()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    results = ROOT / "benchmarks" / "results"
+    expected = {"ingest": ["ingest"], "propagate": ["propagate (CPU only)", "propagate (L4)"]}
+    for name, stages in expected.items():
+        for stage in stages:
+            if (results / f"{name}.json").exists():
+                assert "missing" not in rows[stage] and re.search(r"\$[\d,]+\.\d\d \|$", rows[stage]), rows
+    assert any(stage.startswith("subsets") for stage in rows)
+    if (results / "ingest.json").exists():  # the core-hours follow the measured rate
+        ingest = json.loads((results / "ingest.json").read_text())
+        rate = ingest.get("ours_with_write_per_s") or ingest["ours_per_s"]
+        hours = cost_estimate.ARTICLES / rate / 3600 * cost_estimate.OVERHEAD
+        assert f"{hours:.1f} core-h" in rows["ingest"]

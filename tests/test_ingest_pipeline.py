@@ -173,3 +173,24 @@ def test_min_tokens_and_licence_codes(pmc_sample):
     assert license_from_code("CC BY-NC-SA") == "noncommercial"
     assert license_from_code("CC0") == "commercial"
     assert license_from_code("NO-CC CODE") == "other"
+
+
+def test_corrupt_package_keeps_members_read_before_the_error(pmc_sample, tmp_path):
+    from pipelines.ingest import ReadTask
+    from pipelines.sources import Task
+
+    package = make_package(pmc_sample, tmp_path, ["PMC4735918.xml", "PMC10167360.xml"])
+    data = package.read_bytes()
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(data[: len(data) * 2 // 3])  # cut inside the second member
+    outputs = list(ReadTask().process(Task(str(broken), "tar")))
+    payloads = [o for o in outputs if isinstance(o, tuple)]
+    dead = [o.value for o in outputs if getattr(o, "tag", None) == "dead"]
+    assert [p[0] for p in payloads] == [f"{broken}!PMC000xxxxxx/PMC4735918.xml"]
+    assert [d["reason"] for d in dead] == ["unreadable_package"]
+    garbage = tmp_path / "garbage.tar.gz"
+    garbage.write_bytes(b"not a gzip stream at all")
+    dead = [
+        o.value for o in ReadTask().process(Task(str(garbage), "tar")) if getattr(o, "tag", None) == "dead"
+    ]
+    assert [d["reason"] for d in dead] == ["unreadable_package"]

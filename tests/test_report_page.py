@@ -43,8 +43,24 @@ def run_root(teacher_labels, tmp_path_factory) -> Path:
     )
     (root / "model").mkdir()
     (root / "model" / "agreement.json").write_text(
-        json.dumps(
-            {"document_type": {"macro_f1": 0.8}, "domain": {"macro_f1": 0.9}, "score": {"pearson": 0.8}}
+        json.dumps(  # the layout distill.train writes (headline metrics, paper reference, confusion matrices)
+            {
+                "headline": {"document_type_f1": 0.71, "domain_f1": 0.84, "educational_score_pearson": 0.66},
+                "paper": {
+                    "document_type": {"f1": 0.925},
+                    "domain": {"f1": 0.954},
+                    "educational_score": {"pearson": 0.876},
+                },
+                "sizes": {"held_out": 60, "train": 480},
+                "mode": "frozen_encoder",
+                "domain": {
+                    "macro_f1": 0.84,
+                    "confusion_matrix": {
+                        "labels": ["biomedical", "clinical", "other"],
+                        "matrix": [[30, 2, 1], [3, 12, 0], [2, 0, 10]],
+                    },
+                },
+            }
         )
     )
     run_subsets([str(root / "propagate" / "scored")], "BE-Base,BE-Educational", str(root / "subsets"))
@@ -64,9 +80,10 @@ def test_report_is_self_contained_with_every_section(run_root):
     ):
         assert heading in page
     images = re.findall(r'<img alt="plot" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) >= 5
+    assert len(images) >= 6  # stages, labels, scores, agreement, confusion matrix, subsets
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing fetched from the network
     assert "78.7" in page and "BE-Educational" in page  # the paper's Study row and our subsets
+    assert "0.925" in page and "0.710" in page  # agreement next to the paper's student
 
 
 def test_score_table_matches_the_scored_paragraphs(run_root):

@@ -6,7 +6,7 @@ import asyncio
 import email.utils
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -105,10 +105,17 @@ def retry_after_seconds(headers: object) -> float | None:
 
 
 class AsyncRateLimiter:
-    """Token buckets for requests and tokens per minute (None = unlimited); bursts up to 10 s of budget."""
+    """Token buckets for requests and tokens per minute (None = unlimited), bursting up to `burst_s`."""
 
-    def __init__(self, rpm: float | None = None, tpm: float | None = None, burst_s: float = 10.0):
-        self._buckets = []
+    def __init__(
+        self,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        burst_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
+        self._buckets: list[list[float] | None] = []
         for rate in (rpm, tpm):
             if rate:
                 per_s = rate / 60.0
@@ -116,27 +123,28 @@ class AsyncRateLimiter:
                 self._buckets.append([per_s, cap, cap])  # rate, capacity, level
             else:
                 self._buckets.append(None)
-        self._last = time.monotonic()
+        self._clock, self._sleep = clock, sleep
+        self._last = clock()
         self._lock = asyncio.Lock()
 
     async def acquire(self, tokens: int = 0) -> None:
         if not any(self._buckets):
             return
         async with self._lock:
+            wants = (1.0, float(tokens))
             while True:
-                now = time.monotonic()
+                now = self._clock()
                 for b in self._buckets:
                     if b:
                         b[2] = min(b[1], b[2] + (now - self._last) * b[0])
                 self._last = now
-                wants = (1.0, float(tokens))
                 waits = [
-                    0.0 if (b is None or b[2] >= min(w, b[1])) else (min(w, b[1]) - b[2]) / b[0]
+                    0.0 if b is None else max(0.0, (min(w, b[1]) - b[2]) / b[0])
                     for b, w in zip(self._buckets, wants, strict=True)
                 ]
-                if max(waits) <= 0:
+                if max(waits) <= 1e-6:  # within a microsecond: go (float rounding must not spin)
                     for b, w in zip(self._buckets, wants, strict=True):
                         if b:
                             b[2] -= w
                     return
-                await asyncio.sleep(max(waits))
+                await self._sleep(max(waits))

@@ -110,18 +110,22 @@ def propagate_rows(propagate: dict | None) -> list[dict]:
 
 
 def subsets_rows(propagate: dict | None, subsets: dict | None) -> list[dict]:
+    recipes = len((subsets or {}).get("recipes") or []) or 6
     tokens = (propagate or {}).get("tokens", {}).get("mean_tokens") or 150
-    shuffle_gb = PARAGRAPHS * tokens * 4 * 2 / 1e9  # text shuffled twice: by article, then by shard
+    text_gb = PARAGRAPHS * tokens * 4 / 1e9
+    shuffle_gb = text_gb * (1 + recipes)  # grouped by article once, then each recipe's documents by shard
     row = {
-        "stage": "subsets (per recipe)",
+        "stage": f"subsets ({recipes} recipes)",
         "workers": "n2-standard-4",
         "measured": f"shuffle ~{shuffle_gb:,.0f} GB (mean {tokens:.0f} tokens x 4 B)",
         "hours": "-",
         "usd": shuffle_gb * PRICES["shuffle_gb"],
     }
-    if subsets and subsets.get("ours_per_s"):
-        core_hours = PARAGRAPHS / subsets["ours_per_s"] / 3600 * OVERHEAD
-        row["hours"] = f"{core_hours:,.1f} core-h"
+    rate = (subsets or {}).get("ours_paragraphs_per_second")  # paragraph-recipe pairs/s, one process
+    if rate:
+        core_hours = PARAGRAPHS * recipes / rate / 3600 * OVERHEAD
+        row["measured"] = f"{rate:,.0f} paragraph-recipes/s per core; " + row["measured"]
+        row["hours"] = f"{core_hours:,.0f} core-h"
         row["usd"] += core_hours / 4 * vm_hour(WORKERS["n2-standard-4"])
     return [row]
 
