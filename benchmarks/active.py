@@ -17,22 +17,29 @@ Run: python benchmarks/active.py  (MiniLM embeddings are computed once into benc
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
+# Run as a script, this folder is sys.path[0] and its `distill.py` would shadow the `distill` package.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
 
-from annotators.cache import AnswerCache
-from annotators.ledger import Ledger
-from annotators.loop import EmbeddingStore, LoopConfig, article_key, run_loop, teacher_labeller
-from annotators.sampling import uniform_draw
-from annotators.teachers import make_teacher
-from pipelines.io import write_json
+import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from annotators.cache import AnswerCache  # noqa: E402
+from annotators.ledger import Ledger  # noqa: E402
+from annotators.loop import EmbeddingStore, LoopConfig, article_key, run_loop, teacher_labeller  # noqa: E402
+from annotators.sampling import uniform_draw  # noqa: E402
+from annotators.teachers import make_teacher  # noqa: E402
+from pipelines.io import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-LABELS = ROOT.parent.parent / "shared" / "data" / "labels" / "teacher_labels_v1.parquet"
+SHARED = Path(os.environ.get("BIOMED_ENRICH_SHARED", ROOT.parent.parent / "shared"))
+LABELS = SHARED / "data" / "labels" / "teacher_labels_v1.parquet"
 WORK = ROOT / "_work"
 RESULT = ROOT / "results" / "active.json"
 COMPONENTS = (
@@ -63,7 +70,8 @@ def first_reach(labels: np.ndarray, curve: np.ndarray, target: float) -> float |
 
 def simulate(rows, held_out, store, strategy: str, seed: int, args) -> dict:
     out = WORK / "active" / f"{strategy}-seed{seed}"
-    shutil.rmtree(out, ignore_errors=True)
+    if not args.resume:
+        shutil.rmtree(out, ignore_errors=True)
     teacher = make_teacher("replay", recordings=str(LABELS))
     ledger = Ledger(model=teacher.model)
     calls: list[str] = []
@@ -92,7 +100,8 @@ def simulate(rows, held_out, store, strategy: str, seed: int, args) -> dict:
         f"{stats['curve'][-1]['agreement']:.4f}, {time.perf_counter() - start:.0f}s",
         flush=True,
     )
-    return {"seconds": time.perf_counter() - start, "curve": stats["curve"]}
+    fresh = stats["rounds_this_run"] == stats["rounds_finished"]
+    return {"seconds": time.perf_counter() - start if fresh else None, "curve": stats["curve"]}
 
 
 def main() -> None:
@@ -104,6 +113,9 @@ def main() -> None:
     parser.add_argument("--mc-passes", type=int, default=20)
     parser.add_argument("--holdout", type=float, default=0.2)
     parser.add_argument("--report-at", default="200,400,800,1600,3000")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep finished runs in _work/ (the loop resumes)"
+    )
     args = parser.parse_args()
 
     rows = pq.read_table(LABELS).to_pylist()
@@ -133,7 +145,8 @@ def main() -> None:
         curves[strategy]["per_seed_agreement"] = [
             [round(p["agreement"], 4) for p in r["curve"]] for r in results
         ]
-        curves[strategy]["seconds_per_run"] = round(float(np.mean([r["seconds"] for r in results])), 1)
+        seconds = [r["seconds"] for r in results if r["seconds"] is not None]
+        curves[strategy]["seconds_per_run"] = round(float(np.mean(seconds)), 1) if seconds else None
 
     labels = np.array(curves["random"]["labels"])
     random_mean = np.array(curves["random"]["agreement"]["mean"])
@@ -143,6 +156,18 @@ def main() -> None:
     at_uncertainty = first_reach(np.array(curves["uncertainty"]["labels"]), uncertainty_mean, target)
     ratio = round(at_random / at_uncertainty, 3) if at_uncertainty else None
 
+    # The same question at every budget: labels uncertainty needs to match random's agreement there.
+    savings = {}
+    for b in (int(b) for b in args.report_at.split(",")):
+        target_b = float(np.interp(b, labels, random_mean))
+        need_r = first_reach(labels, random_mean, target_b)
+        need_u = first_reach(np.array(curves["uncertainty"]["labels"]), uncertainty_mean, target_b)
+        savings[str(b)] = {
+            "target_agreement": round(target_b, 4),
+            "labels_random": round(need_r, 1),
+            "labels_uncertainty": round(need_u, 1) if need_u else None,
+            "ratio": round(need_r / need_u, 3) if need_u else None,
+        }
     budgets = [int(b) for b in args.report_at.split(",")]
     table = {
         str(b): {
@@ -160,6 +185,7 @@ def main() -> None:
         "Pearson r on held-out articles (student: heads on frozen MiniLM mean-pooled embeddings, "
         "max length 256)",
         "agreement_at_budget": table,
+        "ratio_at_budget": savings,
         "setup": {
             "labelled_paragraphs": len(rows),
             "pool_paragraphs": len(pool),
@@ -183,6 +209,11 @@ def main() -> None:
         f"labels to target: random {at_random:.0f}, "
         f"uncertainty {at_uncertainty or float('nan'):.0f}, ratio {ratio}"
     )
+    for b, row in savings.items():
+        print(
+            f"  random's agreement at {b:>5} labels: uncertainty needs {row['labels_uncertainty']}, "
+            f"ratio {row['ratio']}"
+        )
     print(f"wrote {RESULT}")
 
 

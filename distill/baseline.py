@@ -27,7 +27,9 @@ def _pick(make, grid, x, y, vx, vy, score):
 
 def fit_baseline(train: LabelledSet, valid: LabelledSet | None = None) -> dict:
     """Fit the vectoriser and the three linear models; returns them with the chosen regularisation."""
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=200_000, sublinear_tf=True, strip_accents="unicode")
+    vec = TfidfVectorizer(
+        ngram_range=(1, 2), min_df=2, max_features=100_000, sublinear_tf=True, strip_accents="unicode"
+    )
     x = vec.fit_transform(train.texts)
     vx = vec.transform(valid.texts) if valid is not None and len(valid) else None
     macro = lambda a, b: f1_score(a, b, average="macro")  # noqa: E731
@@ -36,33 +38,63 @@ def fit_baseline(train: LabelledSet, valid: LabelledSet | None = None) -> dict:
     models, chosen = {}, {}
     for head in ("document_type", "domain"):
         models[head], chosen[head] = _pick(
-            logreg, (1.0, 4.0, 16.0), x, getattr(train, head), vx, None if vx is None else getattr(valid, head), macro
+            logreg,
+            (2.0, 8.0, 32.0),
+            x,
+            getattr(train, head),
+            vx,
+            None if vx is None else getattr(valid, head),
+            macro,
         )
     models["educational_score"], chosen["educational_score"] = _pick(
-        lambda a: Ridge(alpha=a), (0.3, 1.0, 3.0), x, train.educational_score, vx,
-        None if vx is None else valid.educational_score, neg_mae,
+        lambda a: Ridge(alpha=a),
+        (0.3, 1.0, 3.0),
+        x,
+        train.educational_score,
+        vx,
+        None if vx is None else valid.educational_score,
+        neg_mae,
     )
     return {"vectorizer": vec, "models": models, "chosen": chosen}
 
 
-def predict_baseline(baseline: dict, texts: list[str]) -> dict[str, np.ndarray]:
+def _full_proba(model, x, k: int) -> np.ndarray:
+    """Class probabilities over all k labels (a label absent from training gets probability 0)."""
+    out = np.zeros((x.shape[0], k))
+    out[:, model.classes_] = model.predict_proba(x)
+    return out
+
+
+def predict_baseline(baseline: dict, texts: list[str], n_classes: dict[str, int]) -> dict[str, np.ndarray]:
     x = baseline["vectorizer"].transform(texts)
     m = baseline["models"]
     return {
         "document_type": m["document_type"].predict(x),
         "domain": m["domain"].predict(x),
         "educational_score": np.clip(m["educational_score"].predict(x), 1.0, 5.0),
-        "document_type_probs": m["document_type"].predict_proba(x),
-        "domain_probs": m["domain"].predict_proba(x),
+        "document_type_probs": _full_proba(m["document_type"], x, n_classes["document_type"]),
+        "domain_probs": _full_proba(m["domain"], x, n_classes["domain"]),
     }
 
 
-def evaluate_baseline(train: LabelledSet, valid: LabelledSet | None, held_out: LabelledSet, *, document_type_labels, domain_labels) -> dict:
+def evaluate_baseline(
+    train: LabelledSet,
+    valid: LabelledSet | None,
+    held_out: LabelledSet,
+    *,
+    document_type_labels,
+    domain_labels,
+) -> dict:
     """Fit on `train` (tuned on `valid`), score `held_out`: the same metrics as the student."""
     baseline = fit_baseline(train, valid)
-    pred = predict_baseline(baseline, held_out.texts)
+    n_classes = {"document_type": len(document_type_labels), "domain": len(domain_labels)}
+    pred = predict_baseline(baseline, held_out.texts, n_classes)
     metrics = agreement(
-        {"document_type": held_out.document_type, "domain": held_out.domain, "educational_score": held_out.educational_score},
+        {
+            "document_type": held_out.document_type,
+            "domain": held_out.domain,
+            "educational_score": held_out.educational_score,
+        },
         pred,
         document_type_labels=list(document_type_labels),
         domain_labels=list(domain_labels),

@@ -130,7 +130,8 @@ def validate_rows(
     def soft(probs: list, hard: list, k: int) -> np.ndarray | None:
         if not any(p is not None for p in probs):
             return None
-        return np.array([p if p is not None else np.eye(k)[h] for p, h in zip(probs, hard)], dtype=np.float32)
+        rows = [p if p is not None else np.eye(k)[h] for p, h in zip(probs, hard, strict=True)]
+        return np.array(rows, dtype=np.float32)
 
     return LabelledSet(
         ids=keep["ids"],
@@ -257,7 +258,14 @@ class LengthGroupedSampler(Sampler[list[int]]):
     """
 
     def __init__(
-        self, lengths: list[int], batch_size: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0, num_replicas: int = 1
+        self,
+        lengths: list[int],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        num_replicas: int = 1,
     ):
         self.lengths, self.batch_size, self.seed, self.shuffle = lengths, batch_size, seed, shuffle
         self.rank, self.num_replicas, self.epoch = rank, num_replicas, 0
@@ -273,7 +281,11 @@ class LengthGroupedSampler(Sampler[list[int]]):
             return [idx[s : s + self.batch_size] for s in range(0, len(idx), self.batch_size)]
         rng.shuffle(idx)
         window = self.batch_size * 50
-        idx = [i for s in range(0, len(idx), window) for i in sorted(idx[s : s + window], key=lambda i: self.lengths[i])]
+        idx = [
+            i
+            for s in range(0, len(idx), window)
+            for i in sorted(idx[s : s + window], key=lambda i: self.lengths[i])
+        ]
         batches = [idx[s : s + self.batch_size] for s in range(0, len(idx), self.batch_size)]
         rng.shuffle(batches)
         if self.num_replicas > 1:

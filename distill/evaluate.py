@@ -8,7 +8,9 @@ from distill.data import LabelledSet
 from distill.metrics import agreement
 
 
-def evaluate_outputs(raw: dict[str, np.ndarray], data: LabelledSet, config, *, temperatures: dict | None = None) -> dict:
+def evaluate_outputs(
+    raw: dict[str, np.ndarray], data: LabelledSet, config, *, temperatures: dict | None = None
+) -> dict:
     """Metrics of raw head outputs against `data` (temperatures default to the config's)."""
     from distill.predict import logits_to_labels
 
@@ -29,7 +31,11 @@ def evaluate_outputs(raw: dict[str, np.ndarray], data: LabelledSet, config, *, t
     dt_index = {n: i for i, n in enumerate(config.document_type_labels)}
     dm_index = {n: i for i, n in enumerate(config.domain_labels)}
     return agreement(
-        {"document_type": data.document_type, "domain": data.domain, "educational_score": data.educational_score},
+        {
+            "document_type": data.document_type,
+            "domain": data.domain,
+            "educational_score": data.educational_score,
+        },
         {
             "document_type": np.array([dt_index[n] for n in pred["document_type"]], dtype=np.int64),
             "domain": np.array([dm_index[n] for n in pred["domain"]], dtype=np.int64),

@@ -37,7 +37,11 @@ def agreement_record(summary: dict) -> dict:
         "educational_score": after["educational_score"],
         "headline": headline(after),
         "paper": PAPER,
-        "sizes": {"train": summary["sizes"]["train"], "held_out": summary["sizes"]["held_out"], **summary["sizes"]},
+        "sizes": {
+            "train": summary["sizes"]["train"],
+            "held_out": summary["sizes"]["held_out"],
+            **summary["sizes"],
+        },
         "articles": summary["articles"],
         "held_out_part": summary["held_out_part"],
         "skipped_rows": summary["data"]["skipped"],
@@ -56,13 +60,18 @@ def model_card(summary: dict, agreement: dict) -> str:
         ("document type macro-F1", h["document_type_f1"], PAPER["document_type"]["f1"]),
         ("document type Cohen's kappa", h["document_type_kappa"], PAPER["document_type"]["kappa"]),
         ("domain macro-F1", h["domain_f1"], PAPER["domain"]["f1"]),
-        ("educational score Pearson r", h["educational_score_pearson"], PAPER["educational_score"]["pearson"]),
+        (
+            "educational score Pearson r",
+            h["educational_score_pearson"],
+            PAPER["educational_score"]["pearson"],
+        ),
         ("educational score MAE", h["educational_score_mae"], PAPER["educational_score"]["mae"]),
     ]
     table = "\n".join(f"| {name} | {ours:.3f} | {paper:.3f} |" for name, ours, paper in rows)
     cal = "\n".join(
         f"| {head} | {agreement[head]['calibration']['temperature']:.3f} | "
-        f"{agreement[head]['calibration']['ece_before']:.3f} | {agreement[head]['calibration']['ece_after']:.3f} |"
+        f"{agreement[head]['calibration']['ece_before']:.3f} | "
+        f"{agreement[head]['calibration']['ece_after']:.3f} |"
         for head in ("document_type", "domain")
     )
     return f"""---
@@ -73,7 +82,8 @@ tags: [biomedical, text-classification, data-curation, distillation]
 
 A multi-task paragraph classifier distilled from LLM teacher labels by `biomed-enrich train`:
 one shared encoder (`{summary["backbone"]}`, mean pooling), three heads: document type
-({", ".join(summary["label_orders"]["document_type"])}), domain ({", ".join(summary["label_orders"]["domain"])})
+({", ".join(summary["label_orders"]["document_type"])}),
+domain ({", ".join(summary["label_orders"]["domain"])})
 and educational score (regression, 1-5). Mode: {summary["mode"]}.
 
 ## Intended use
@@ -129,7 +139,10 @@ def export_student(model, tokenizer, output: str, summary: dict) -> dict:
     tokenizer.save_pretrained(out)
     summary.setdefault(
         "label_orders",
-        {"document_type": list(model.config.document_type_labels), "domain": list(model.config.domain_labels)},
+        {
+            "document_type": list(model.config.document_type_labels),
+            "domain": list(model.config.domain_labels),
+        },
     )
     record = agreement_record(summary)
     write_json(record, str(out / "agreement.json"))

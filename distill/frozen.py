@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from distill.model import StudentModel
@@ -43,7 +42,9 @@ def embed_texts(
     was_training = model.training
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = torch.zeros(len(texts), model.config.encoder.get("hidden_size", model.document_type_head.in_features))
+    out = torch.zeros(
+        len(texts), model.config.encoder.get("hidden_size", model.document_type_head.in_features)
+    )
     bar = tqdm(total=len(texts), desc="embed", unit="para", disable=not progress)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
@@ -67,15 +68,17 @@ class EmbeddingCache:
         self.vectors: dict[str, np.ndarray] = {}
         if self.path.exists():
             with np.load(self.path) as z:
-                self.vectors = dict(zip(z["keys"].tolist(), z["vectors"]))
+                self.vectors = dict(zip(z["keys"].tolist(), z["vectors"], strict=False))
 
     def embed(self, model: StudentModel, tokenizer, texts: list[str], **kw) -> torch.Tensor:
         """Embeddings of `texts`, computing (and saving) only those not cached yet."""
         keys = [text_key(t) for t in texts]
-        missing = sorted({k: t for k, t in zip(keys, texts) if k not in self.vectors}.items())
+        missing = sorted({k: t for k, t in zip(keys, texts, strict=False) if k not in self.vectors}.items())
         if missing:
-            vecs = embed_texts(model, tokenizer, [t for _, t in missing], max_length=kw.pop("max_length", None), **kw)
-            self.vectors.update({k: v for (k, _), v in zip(missing, vecs.numpy())})
+            vecs = embed_texts(
+                model, tokenizer, [t for _, t in missing], max_length=kw.pop("max_length", None), **kw
+            )
+            self.vectors.update({k: v for (k, _), v in zip(missing, vecs.numpy(), strict=False)})
             self.save()
         return torch.from_numpy(np.stack([self.vectors[k] for k in keys])) if keys else torch.zeros(0)
 

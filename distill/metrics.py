@@ -30,7 +30,7 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15)
     correct = probs.argmax(axis=1) == y
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in zip(edges[:-1], edges[1:], strict=False):
         sel = (conf > lo) & (conf <= hi)
         if sel.any():
             ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
@@ -42,7 +42,9 @@ def nll(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(p).mean())
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], probs: np.ndarray | None = None) -> dict:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], probs: np.ndarray | None = None
+) -> dict:
     """Accuracy, macro-F1, Cohen's kappa, per-label F1 and the confusion matrix (rows = teacher)."""
     k = list(range(len(labels)))
     out = {
@@ -51,8 +53,17 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[
         "f1": float(f1_score(y_true, y_pred, labels=k, average="macro", zero_division=0)),
         "f1_weighted": float(f1_score(y_true, y_pred, labels=k, average="weighted", zero_division=0)),
         "kappa": float(cohen_kappa_score(y_true, y_pred, labels=k)),
-        "per_label_f1": dict(zip(labels, map(float, f1_score(y_true, y_pred, labels=k, average=None, zero_division=0)))),
-        "confusion_matrix": {"labels": list(labels), "matrix": confusion_matrix(y_true, y_pred, labels=k).tolist()},
+        "per_label_f1": dict(
+            zip(
+                labels,
+                map(float, f1_score(y_true, y_pred, labels=k, average=None, zero_division=0)),
+                strict=True,
+            )
+        ),
+        "confusion_matrix": {
+            "labels": list(labels),
+            "matrix": confusion_matrix(y_true, y_pred, labels=k).tolist(),
+        },
     }
     if probs is not None:
         out["ece"] = expected_calibration_error(probs, y_true)
@@ -83,9 +94,14 @@ def agreement(
     """All agreement metrics. `truth`: class indices and scores; `pred`: the same plus optional `*_probs`."""
     return {
         "document_type": classification_metrics(
-            truth["document_type"], pred["document_type"], document_type_labels, pred.get("document_type_probs")
+            truth["document_type"],
+            pred["document_type"],
+            document_type_labels,
+            pred.get("document_type_probs"),
         ),
-        "domain": classification_metrics(truth["domain"], pred["domain"], domain_labels, pred.get("domain_probs")),
+        "domain": classification_metrics(
+            truth["domain"], pred["domain"], domain_labels, pred.get("domain_probs")
+        ),
         "educational_score": regression_metrics(truth["educational_score"], pred["educational_score"]),
     }
 

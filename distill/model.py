@@ -86,7 +86,9 @@ class StudentModel(PreTrainedModel):
         self.dropout = nn.Dropout(config.dropout)
         head_hidden = getattr(config, "head_hidden", 0)
         if head_hidden:
-            self.head_mlp = nn.Sequential(nn.Linear(hidden, head_hidden), nn.GELU(), nn.Dropout(config.dropout))
+            self.head_mlp = nn.Sequential(
+                nn.Linear(hidden, head_hidden), nn.GELU(), nn.Dropout(config.dropout)
+            )
             hidden = head_hidden
         else:
             self.head_mlp = nn.Identity()
@@ -96,7 +98,11 @@ class StudentModel(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear) and module in (self.document_type_head, self.domain_head, self.score_head):
+        if isinstance(module, nn.Linear) and module in (
+            self.document_type_head,
+            self.domain_head,
+            self.score_head,
+        ):
             nn.init.normal_(module.weight, std=0.02)
             nn.init.zeros_(module.bias)
             if module is self.score_head:  # start at the middle of the scale, not at 0
@@ -112,7 +118,9 @@ class StudentModel(PreTrainedModel):
         pretrained = AutoModel.from_pretrained(path)
         missing, unexpected = model.encoder.load_state_dict(pretrained.state_dict(), strict=False)
         if unexpected or [m for m in missing if "pooler" not in m]:
-            raise ValueError(f"backbone {backbone!r} does not match its config: missing={missing} unexpected={unexpected}")
+            raise ValueError(
+                f"backbone {backbone!r} does not match its config: missing={missing} unexpected={unexpected}"
+            )
         return model
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

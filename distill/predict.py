@@ -39,7 +39,9 @@ def logits_to_labels(
 
 
 @torch.no_grad()
-def predict_logits(model, tokenizer, texts: list[str], *, batch_size: int = 32, max_length: int | None = None) -> dict:
+def predict_logits(
+    model, tokenizer, texts: list[str], *, batch_size: int = 32, max_length: int | None = None
+) -> dict:
     """Raw head outputs for `texts` in input order (model in eval mode, fp32)."""
     max_length = max_length or model.config.max_seq_length
     device = next(model.parameters()).device
@@ -48,7 +50,11 @@ def predict_logits(model, tokenizer, texts: list[str], *, batch_size: int = 32, 
     parts: dict[str, list] = {"document_type_logits": [], "domain_logits": [], "educational_score": []}
     for start in range(0, len(texts), batch_size):
         enc = tokenizer(
-            list(texts[start : start + batch_size]), truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+            list(texts[start : start + batch_size]),
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
         ).to(device)
         out = model(**enc)
         for key in parts:
@@ -62,4 +68,6 @@ def predict_logits(model, tokenizer, texts: list[str], *, batch_size: int = 32, 
 def predict(model, tokenizer, texts: list[str], batch_size: int = 32) -> dict[str, np.ndarray]:
     """Labels, calibrated class probabilities and educational scores for `texts`."""
     raw = predict_logits(model, tokenizer, texts, batch_size=batch_size)
-    return logits_to_labels(raw["document_type_logits"], raw["domain_logits"], raw["educational_score"], model.config)
+    return logits_to_labels(
+        raw["document_type_logits"], raw["domain_logits"], raw["educational_score"], model.config
+    )

@@ -25,7 +25,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from distill.data import LabelledSet, LengthGroupedSampler, TextDataset, collate, load_labels, split_by_article
+from distill.data import (
+    LabelledSet,
+    LengthGroupedSampler,
+    TextDataset,
+    collate,
+    load_labels,
+    split_by_article,
+)
 from distill.model import DEFAULT_BACKBONE, StudentModel, resolve_backbone
 
 
@@ -42,6 +49,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # type CE, domain CE, score MSE
     soft_targets: bool = True
+    class_balance: bool = False  # inverse-frequency class weights (sqrt-dampened) in the cross-entropies
     seed: int = 0
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
@@ -111,22 +119,34 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def multitask_loss(out, batch: dict, weights=(1.0, 1.0, 1.0)) -> tuple[torch.Tensor, dict[str, float]]:
-    """CE(type) + CE(domain) + MSE(score), weighted and summed; soft teacher targets when the batch has them."""
+def multitask_loss(
+    out, batch: dict, weights=(1.0, 1.0, 1.0), class_weights: dict[str, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """CE(type) + CE(domain) + MSE(score), weighted and summed; soft teacher targets when given.
 
-    def ce(logits, hard, soft):
-        logits = logits.float()
-        if soft is not None:
+    `class_weights` (per head, one weight per class) re-weights the cross-entropies, e.g. to favour
+    macro-F1 over accuracy on rare classes.
+    """
+    class_weights = class_weights or {}
+
+    def ce(head, logits):
+        logits, hard = logits.float(), batch[head]
+        soft = batch.get(f"{head}_probs")
+        if soft is None:
+            soft = F.one_hot(hard, logits.shape[-1]).float()
+        w = class_weights.get(head)
+        if w is None:
             return -(soft * F.log_softmax(logits, dim=-1)).sum(-1).mean()
-        return F.cross_entropy(logits, hard)
+        w = w.to(logits.device)
+        return -(w * soft * F.log_softmax(logits, dim=-1)).sum() / (w * soft).sum()
 
     parts = {
-        "document_type": ce(out.document_type_logits, batch["document_type"], batch.get("document_type_probs")),
-        "domain": ce(out.domain_logits, batch["domain"], batch.get("domain_probs")),
+        "document_type": ce("document_type", out.document_type_logits),
+        "domain": ce("domain", out.domain_logits),
         "educational_score": F.mse_loss(out.educational_score.float(), batch["educational_score"]),
     }
-    loss = sum(w * p for w, p in zip(weights, parts.values()))
-    return loss, {k: float(v) for k, v in parts.items()}
+    loss = sum(w * p for w, p in zip(weights, parts.values(), strict=True))
+    return loss, {k: float(v.detach()) for k, v in parts.items()}
 
 
 def targets(data: LabelledSet, soft: bool = True) -> dict[str, torch.Tensor]:
@@ -143,12 +163,26 @@ def targets(data: LabelledSet, soft: bool = True) -> dict[str, torch.Tensor]:
     return t
 
 
+def balanced_class_weights(data: LabelledSet) -> dict[str, torch.Tensor]:
+    """Per-head class weights ~ 1/sqrt(frequency), normalised to mean 1 over the training rows."""
+    out = {}
+    for head, k in (("document_type", data.document_type.max() + 1), ("domain", data.domain.max() + 1)):
+        y = getattr(data, head)
+        counts = np.bincount(y, minlength=int(k)).astype(np.float64)
+        w = 1.0 / np.sqrt(np.maximum(counts, 1.0))
+        w = w / (w[y].mean() if len(y) else 1.0)
+        out[head] = torch.tensor(w, dtype=torch.float32)
+    return out
+
+
 def _heads_state(model: StudentModel) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
 
 
 @torch.no_grad()
-def head_outputs(model: StudentModel, embeddings: torch.Tensor, batch_size: int = 1024) -> dict[str, np.ndarray]:
+def head_outputs(
+    model: StudentModel, embeddings: torch.Tensor, batch_size: int = 1024
+) -> dict[str, np.ndarray]:
     """Raw head outputs on cached pooled embeddings (eval mode), as numpy arrays."""
     was = model.training
     model.eval()
@@ -173,6 +207,7 @@ def fit_heads(
     batch_size: int = 128,
     loss_weights=(1.0, 1.0, 1.0),
     soft_targets: bool = True,
+    class_weights: dict[str, torch.Tensor] | None = None,
     patience: int = 20,
     seed: int = 0,
     progress: bool = False,
@@ -180,8 +215,48 @@ def fit_heads(
     """Train only the heads of `model` (in place) on pooled embeddings of `data`.
 
     AdamW with cosine decay; with `valid`, keeps the heads of the epoch with the lowest validation
-    loss and stops after `patience` epochs without improvement. Returns the loss history.
+    loss and stops after `patience` epochs without improvement. Returns the loss history. Runs
+    single-threaded: the heads are too small to gain from threads, and on a shared CPU they only contend.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit_heads(
+            model,
+            embeddings,
+            data,
+            valid,
+            epochs,
+            lr,
+            weight_decay,
+            batch_size,
+            loss_weights,
+            soft_targets,
+            class_weights,
+            patience,
+            seed,
+            progress,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_heads(
+    model,
+    embeddings,
+    data,
+    valid,
+    epochs,
+    lr,
+    weight_decay,
+    batch_size,
+    loss_weights,
+    soft_targets,
+    class_weights,
+    patience,
+    seed,
+    progress,
+) -> dict:
     seed_everything(seed)
     head_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     opt = torch.optim.AdamW(head_params, lr=lr, weight_decay=weight_decay)
@@ -197,11 +272,11 @@ def fit_heads(
         total = 0.0
         for idx in torch.randperm(len(x), generator=gen).split(batch_size):
             out = model.heads(x[idx])
-            loss, _ = multitask_loss(out, {k: v[idx] for k, v in y.items()}, loss_weights)
+            loss, _ = multitask_loss(out, {k: v[idx] for k, v in y.items()}, loss_weights, class_weights)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         sched.step()
         record = {"epoch": epoch, "train_loss": total / max(1, len(x))}
         if valid is not None:
@@ -219,7 +294,11 @@ def fit_heads(
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     model.eval()
-    return {"history": history, "epochs_run": len(history), "best_valid_loss": None if best_state is None else best}
+    return {
+        "history": history,
+        "epochs_run": len(history),
+        "best_valid_loss": None if best_state is None else best,
+    }
 
 
 def _dist_info() -> tuple[int, int]:
@@ -232,7 +311,9 @@ def validation_loss(model, loader, device, autocast_dtype, weights) -> float:
     total, n = 0.0, 0
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+        with torch.autocast(
+            device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+        ):
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         loss, _ = multitask_loss(out, batch, weights)
         total += float(loss) * len(batch["input_ids"])
@@ -242,9 +323,14 @@ def validation_loss(model, loader, device, autocast_dtype, weights) -> float:
 
 
 def train_encoder(
-    model: StudentModel, tokenizer, train: LabelledSet, valid: LabelledSet | None, cfg: TrainConfig, workdir: str
+    model: StudentModel,
+    tokenizer,
+    train: LabelledSet,
+    valid: LabelledSet | None,
+    cfg: TrainConfig,
+    workdir: str,
 ) -> dict:
-    """Full fine-tuning loop (see module docstring); checkpoints to `<workdir>/checkpoint/`, resumes from it."""
+    """Full fine-tuning loop (module docstring); checkpoints to and resumes from `<workdir>/checkpoint/`."""
     import torch.distributed as dist
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
@@ -258,11 +344,16 @@ def train_encoder(
     model.to(device).train()
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
+    class_weights = balanced_class_weights(train) if cfg.class_balance else None
     pad = tokenizer.pad_token_id or 0
     train_ds = TextDataset(train, tokenizer, cfg.max_seq_length, soft_targets=cfg.soft_targets)
-    sampler = LengthGroupedSampler(train_ds.lengths(), cfg.batch_size, seed=cfg.seed, rank=rank, num_replicas=world)
+    sampler = LengthGroupedSampler(
+        train_ds.lengths(), cfg.batch_size, seed=cfg.seed, rank=rank, num_replicas=world
+    )
     loader = DataLoader(train_ds, batch_sampler=sampler, collate_fn=lambda b: collate(b, pad))
     valid_loader = None
     if valid is not None and len(valid):
@@ -275,8 +366,14 @@ def train_encoder(
 
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)], "weight_decay": cfg.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)], "weight_decay": 0.0},
+        {
+            "params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
+            "weight_decay": cfg.weight_decay,
+        },
+        {
+            "params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
+            "weight_decay": 0.0,
+        },
     ]
     opt = torch.optim.AdamW(groups, lr=cfg.lr)
     steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
@@ -305,7 +402,7 @@ def train_encoder(
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 out = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            loss, _ = multitask_loss(out, batch, cfg.loss_weights)
+            loss, _ = multitask_loss(out, batch, cfg.loss_weights, class_weights)
             (loss / cfg.grad_accum).backward()
             if (step + 1) % cfg.grad_accum == 0 or step + 1 == len(loader):
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -348,7 +445,11 @@ def train_encoder(
     if best_path.exists():
         model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
     model.eval()
-    return {"history": history, "epochs_run": len(history), "best_valid_loss": None if math.isinf(best) else best}
+    return {
+        "history": history,
+        "epochs_run": len(history),
+        "best_valid_loss": None if math.isinf(best) else best,
+    }
 
 
 def default_cache_dir() -> str:
@@ -418,6 +519,7 @@ def run_train(
             batch_size=cfg.head_batch_size,
             loss_weights=cfg.loss_weights,
             soft_targets=cfg.soft_targets,
+            class_weights=balanced_class_weights(train) if cfg.class_balance else None,
             patience=cfg.head_patience,
             seed=cfg.seed,
             progress=cfg.progress,
@@ -450,7 +552,12 @@ def run_train(
         "mode": "frozen_encoder" if cfg.freeze_encoder else "fine_tune",
         "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
         "data": data.stats(),
-        "sizes": {"train": len(train), "validation": len(valid), "test": len(test), "held_out": len(held_out)},
+        "sizes": {
+            "train": len(train),
+            "validation": len(valid),
+            "test": len(test),
+            "held_out": len(held_out),
+        },
         "articles": {
             "train": len(set(train.articles)),
             "validation": len(set(valid.articles)),

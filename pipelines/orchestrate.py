@@ -22,8 +22,6 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.manifest import dataset_rows, read_manifest, verify, write_manifest
-
 STAGES = ("ingest", "annotate", "train", "propagate", "subsets", "report")
 _TOP_KEYS = {"output", "inputs", "beam_args", "retries", "verify_hashes", *STAGES}
 
@@ -223,6 +221,8 @@ def run(
     cfg: RunConfig, *, only: list[str] | None = None, force: list[str] | None = None, quiet: bool = False
 ) -> dict:
     """Run (or resume) every stage in order; returns `_run.json`'s content. Raises StageFailed."""
+    from pipelines.manifest import verify
+
     root = Path(cfg.output)
     log = RunLog(root, quiet=quiet)
     stages = plan(cfg)
@@ -248,6 +248,8 @@ def run(
 
 
 def _run_stage(stage: Stage, retries: int, log: RunLog, tag: str, hashes: bool = True) -> None:
+    from pipelines.manifest import dataset_rows, read_manifest, write_manifest
+
     for attempt in range(1, retries + 2):
         _clear(stage.output)  # retry from the stage's own start: no half-written shard survives
         started = time.time()

@@ -111,7 +111,7 @@ def propagate_rows(propagate: dict | None) -> list[dict]:
 
 def subsets_rows(propagate: dict | None, subsets: dict | None) -> list[dict]:
     recipes = len((subsets or {}).get("recipes") or []) or 6
-    tokens = (propagate or {}).get("tokens", {}).get("mean_tokens") or 150
+    tokens = (propagate or {}).get("tokens", {}).get("mean") or 150  # wordpieces per paragraph
     text_gb = PARAGRAPHS * tokens * 4 / 1e9
     shuffle_gb = text_gb * (1 + recipes)  # grouped by article once, then each recipe's documents by shard
     row = {

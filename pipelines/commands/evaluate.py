@@ -9,9 +9,15 @@ import typer
 
 def command(
     model_dir: str = typer.Argument(..., help="A model directory written by `biomed-enrich train`."),
-    labels: list[str] = typer.Option(..., "--labels", "-l", help="Teacher labels to compare against (repeatable)."),
-    paragraphs: list[str] = typer.Option(None, "--paragraphs", "-p", help="PARAGRAPHS, for label rows without text."),
-    output: str = typer.Option(None, "--output", "-o", help="Metrics JSON (default MODEL_DIR/evaluation.json)."),
+    labels: list[str] = typer.Option(
+        ..., "--labels", "-l", help="Teacher labels to compare against (repeatable)."
+    ),
+    paragraphs: list[str] = typer.Option(
+        None, "--paragraphs", "-p", help="PARAGRAPHS, for label rows without text."
+    ),
+    output: str = typer.Option(
+        None, "--output", "-o", help="Metrics JSON (default MODEL_DIR/evaluation.json)."
+    ),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
 ) -> None:
     """Print and write accuracy, macro-F1, kappa, confusion matrices, score r/MAE and calibration error.
@@ -22,6 +28,10 @@ def command(
     from distill.metrics import headline
 
     result = run_evaluate(
-        model_dir, list(labels), paragraphs=list(paragraphs) if paragraphs else None, output=output, batch_size=batch_size
+        model_dir,
+        list(labels),
+        paragraphs=list(paragraphs) if paragraphs else None,
+        output=output,
+        batch_size=batch_size,
     )
     typer.echo(json.dumps({"data": result["data"], **headline(result["metrics"])}, indent=1))

