@@ -298,7 +298,7 @@ def find_article(root: etree._Element) -> etree._Element:
     """The (first) `article` element, through OAI-PMH and `pmc-articleset` wrappers, namespace-agnostic."""
     if local(root.tag) == "article":
         return root
-    for el in root.iter("{*}article", "article"):
+    for el in root.iter("{*}article"):
         return el
     raise JatsError("not_jats", f"no <article> element (root is <{local(root.tag)}>)")
 
@@ -321,7 +321,8 @@ def text_of(el: etree._Element) -> str:
 
 
 def _wild(names: frozenset[str]) -> tuple[str, ...]:
-    return tuple(f"{{*}}{n}" for n in sorted(names)) + tuple(sorted(names))
+    """lxml tag filters for these local names in any namespace (`{*}p` also matches a bare `p`)."""
+    return tuple(f"{{*}}{n}" for n in sorted(names))
 
 
 _DROPPED_TAGS = _wild(DROPPED)
@@ -458,7 +459,7 @@ def _first(parent: etree._Element | None, *names: str) -> etree._Element | None:
     if parent is None:
         return None
     for name in names:
-        for el in parent.iter(f"{{*}}{name}", name):
+        for el in parent.iter(f"{{*}}{name}"):
             return el
     return None
 
@@ -466,10 +467,7 @@ def _first(parent: etree._Element | None, *names: str) -> etree._Element | None:
 def _child(parent: etree._Element | None, name: str) -> etree._Element | None:
     if parent is None:
         return None
-    for el in parent:
-        if local(el.tag) == name:
-            return el
-    return None
+    return next(parent.iterchildren(f"{{*}}{name}"), None)
 
 
 def normalize_pmcid(value: str | None) -> str | None:
@@ -513,11 +511,11 @@ def article_license(meta: etree._Element | None) -> tuple[str | None, str, str |
         perms = meta
     if perms is None:
         return None, "other", None
-    for el in perms.iter("{*}license_ref", "license_ref"):
+    for el in perms.iter("{*}license_ref"):
         url = clean(text_of(el))
         if url:
             return url, license_group(url), "ali:license_ref"
-    licenses = [el for el in perms.iter("{*}license", "license")]
+    licenses = [el for el in perms.iter("{*}license")]
     for lic in licenses:
         href = _xlink_href(lic)
         if href and _CC_URL.search(href):
@@ -540,7 +538,7 @@ def article_license(meta: etree._Element | None) -> tuple[str | None, str, str |
     for text in texts:
         if _CC_TEXT.search(text):
             return None, license_group(None, text), "license-p"
-    for el in perms.iter("{*}copyright-statement", "copyright-statement"):
+    for el in perms.iter("{*}copyright-statement"):
         text = clean(text_of(el))
         m = _CC_URL.search(text)
         if m:
@@ -554,11 +552,9 @@ def _authors(meta: etree._Element | None) -> list[str]:
     names: list[str] = []
     if meta is None:
         return names
-    for group in meta:
-        if local(group.tag) != "contrib-group":
-            continue
-        for contrib in group:
-            if local(contrib.tag) != "contrib" or contrib.get("contrib-type", "author") != "author":
+    for group in meta.iterchildren("{*}contrib-group"):
+        for contrib in group.iterchildren("{*}contrib"):
+            if contrib.get("contrib-type", "author") != "author":
                 continue
             name = _first(contrib, "name", "string-name")
             if name is not None:
@@ -583,8 +579,8 @@ def article_metadata(article: etree._Element, fallback_id: str) -> Article:
     meta = _child(front, "article-meta")
     ids: dict[str, str] = {}
     if meta is not None:
-        for el in meta:
-            if local(el.tag) == "article-id" and el.text:
+        for el in meta.iterchildren("{*}article-id"):
+            if el.text:
                 ids.setdefault(el.get("pub-id-type", ""), el.text.strip())
     pmcid = normalize_pmcid(ids.get("pmcid") or ids.get("pmc") or ids.get("pmcid-ver"))
     if pmcid is None and _PMC_FILE.match(fallback_id):
@@ -602,7 +598,7 @@ def article_metadata(article: etree._Element, fallback_id: str) -> Article:
     article_type = article.get("article-type") or None
     relations = set()
     if meta is not None:
-        for el in meta.iter("{*}related-article", "related-article"):
+        for el in meta.iter("{*}related-article"):
             relations.add((el.get("related-article-type") or "").lower())
     retracted = (
         bool(relations & (RETRACTED_RELATIONS | RETRACTION_NOTICE_RELATIONS)) or article_type == "retraction"
@@ -642,7 +638,7 @@ def parse_article(data: bytes, fallback_id: str = "unknown") -> Article:
     has none; otherwise it is the article id when the article has neither PMCID nor DOI.
     Raises JatsError(reason) for empty, malformed, hostile or non-JATS input.
     """
-    if not data or not data.strip():
+    if not data or data.isspace():
         raise JatsError("empty", "no bytes")
     check_safe(data)
     try:
