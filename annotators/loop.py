@@ -24,6 +24,7 @@ mid-way is not paid twice.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -102,8 +103,17 @@ class LoopConfig:
 
     def compatible(self, other: dict) -> list[str]:
         """Settings that decide which ids get acquired and differ from a stored config."""
-        keys = ("strategy", "seed", "seed_size", "mc_passes", "measure", "max_per_article", "max_per_section")
-        mine = asdict(self)
+        keys = (
+            "strategy",
+            "seed",
+            "seed_size",
+            "mc_passes",
+            "measure",
+            "weights",
+            "max_per_article",
+            "max_per_section",
+        )
+        mine = json.loads(json.dumps(asdict(self)))  # as stored: tuples become lists
         return [k for k in keys if k in other and other[k] != mine[k]]
 
 
@@ -353,6 +363,15 @@ def _write_labels(output: str, round_: int, rows: list[dict]) -> None:
     os.replace(path + ".tmp", path)
 
 
+def _write_dead_letters(output: str, round_: int, records: list[dict]) -> None:
+    """Paragraphs the teacher was asked about but gave no usable answer for (they count as spent)."""
+    path = os.path.join(output, "dead_letter", f"loop-r{round_:05d}.jsonl")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+    os.replace(path + ".tmp", path)
+
+
 def _read_labels(output: str, rounds: int) -> list[dict]:
     rows: list[dict] = []
     for r in range(rounds):
@@ -472,6 +491,7 @@ def run_loop(
         if unknown:
             raise RuntimeError(f"the labeller returned ids it was not asked for: {sorted(unknown)[:5]}")
         _write_labels(output, round_, new_labels)
+        _write_dead_letters(output, round_, dead)
         labelled.extend(new_labels)
         acquired.extend(r["id"] for r in batch)
         student, agreement_now = None, None

@@ -69,7 +69,8 @@ def first_reach(labels: np.ndarray, curve: np.ndarray, target: float) -> float |
 
 
 def simulate(rows, held_out, store, strategy: str, seed: int, args) -> dict:
-    out = WORK / "active" / f"{strategy}-seed{seed}"
+    tag = args.tag if strategy == "uncertainty" else ""  # random does not depend on the variant
+    out = WORK / "active" / f"{strategy}{tag}-seed{seed}"
     if not args.resume:
         shutil.rmtree(out, ignore_errors=True)
     teacher = make_teacher("replay", recordings=str(LABELS))
@@ -89,6 +90,7 @@ def simulate(rows, held_out, store, strategy: str, seed: int, args) -> dict:
         batch_size=args.batch_size,
         seed=seed,
         mc_passes=args.mc_passes,
+        weights=tuple(float(w) for w in args.weights.split(",")),
     )
     start = time.perf_counter()
     stats = run_loop(rows, str(out), counted, store, config, eval_labels=held_out)
@@ -116,6 +118,9 @@ def main() -> None:
     parser.add_argument(
         "--resume", action="store_true", help="keep finished runs in _work/ (the loop resumes)"
     )
+    parser.add_argument("--weights", default="1,1,1", help="uncertainty weights: document_type,domain,score")
+    parser.add_argument("--tag", default="", help="suffix of the run folders (variants)")
+    parser.add_argument("--output", default=str(RESULT), help="result JSON")
     args = parser.parse_args()
 
     rows = pq.read_table(LABELS).to_pylist()
@@ -196,12 +201,14 @@ def main() -> None:
             "batch_size": args.batch_size,
             "budget": args.budget,
             "mc_passes": args.mc_passes,
-            "uncertainty": "mean percentile rank of type entropy, domain entropy and MC-dropout score std; "
+            "weights": args.weights,
+            "uncertainty": "weighted mean percentile rank of type entropy, domain entropy and MC-dropout "
+            "score std; "
             "max 1 paragraph per article per round",
         },
         "curves": curves,
     }
-    write_json(result, str(RESULT))
+    write_json(result, args.output)
     print(f"target agreement {target:.4f} (random at {args.budget} labels)")
     for b, row in table.items():
         print(f"  {b:>5} labels: random {row['random']:.4f}  uncertainty {row['uncertainty']:.4f}")
@@ -214,7 +221,7 @@ def main() -> None:
             f"  random's agreement at {b:>5} labels: uncertainty needs {row['labels_uncertainty']}, "
             f"ratio {row['ratio']}"
         )
-    print(f"wrote {RESULT}")
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

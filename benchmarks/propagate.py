@@ -42,8 +42,8 @@ LABELS = REPO.parent / "shared" / "data" / "labels" / "teacher_labels_v1.parquet
 RESULT = REPO / "benchmarks" / "results" / "propagate.json"
 PAPER = {"paragraphs": 133_000_000, "a100_hours": 80, "per_s_per_gpu": 133_000_000 / (80 * 3600)}
 GPUS = {  # dense bf16 peak, assumed rental price (USD per GPU-hour, 2025 cloud on-demand ballpark)
-    "A100": {"peak_tflops_bf16": 312, "peak_tflops_tf32": 156, "usd_per_hour": 2.0},
-    "H100": {"peak_tflops_bf16": 989, "peak_tflops_tf32": 494, "usd_per_hour": 3.5},
+    "A100": {"peak_tflops_bf16": 312, "peak_tflops_fp32": 19.5, "usd_per_hour": 2.0},
+    "H100": {"peak_tflops_bf16": 989, "peak_tflops_fp32": 67, "usd_per_hour": 3.5},
 }
 # The paper's student (XLM-RoBERTa-base class, ~86M non-embedding params) at 512 tokens:
 # 2 * 86e6 * 512 + 4 * 12 layers * 768 * 512^2 FLOPs, for its implied utilisation.
@@ -111,7 +111,8 @@ def gpu_estimate(flops: dict, tokenize_per_cpu_s: float) -> dict:
     out = {
         "note": "ESTIMATE from FLOPs, not measured (no GPU here): throughput = peak x utilisation / "
         "FLOPs per paragraph at the measured token-length distribution (length-sorted batches, no padding "
-        "to 512). Prices are assumptions. 'conservative' uses the utilisation the paper's own run implies.",
+        "to 512). Prices are assumptions. 'bf16_at_paper_utilisation' uses the A100 utilisation the "
+        "paper's own run implies; 'fp32_exact_no_tf32' is `--precision fp32` (PyTorch leaves TF32 off).",
         "utilisation": UTILISATION,
         "paper": {k: round(v, 1) for k, v in PAPER.items()},
         "paper_implied_a100_utilisation": round(paper_util, 3),
@@ -120,8 +121,8 @@ def gpu_estimate(flops: dict, tokenize_per_cpu_s: float) -> dict:
         rows = {}
         for label, peak, util in (
             ("bf16", gpu["peak_tflops_bf16"], UTILISATION),
-            ("bf16_conservative", gpu["peak_tflops_bf16"], paper_util),
-            ("tf32_exact_fp32_path", gpu["peak_tflops_tf32"], UTILISATION),
+            ("bf16_at_paper_utilisation", gpu["peak_tflops_bf16"], paper_util),
+            ("fp32_exact_no_tf32", gpu["peak_tflops_fp32"], UTILISATION),
         ):
             per_s = peak * 1e12 * util / per_para
             hours = PAPER["paragraphs"] / per_s / 3600

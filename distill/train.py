@@ -409,7 +409,7 @@ def train_encoder(
                 opt.step()
                 sched.step()
                 opt.zero_grad()
-            running += float(loss)
+            running += float(loss.detach())
             seen += 1
             bar.set_postfix(loss=f"{running / seen:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
         record = {"epoch": epoch, "train_loss": running / max(1, seen)}

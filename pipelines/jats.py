@@ -306,12 +306,17 @@ def find_article(root: etree._Element) -> etree._Element:
 def clean(text: str) -> str:
     """Collapse whitespace runs (incl. newlines and no-break spaces) to one space, strip the ends.
 
-    Fast path (3 paragraphs in 4): every whitespace character but the ASCII space is non-printable, so a
+    Fast path (most paragraphs): every whitespace character but the ASCII space is non-printable, so a
     printable text without double spaces only needs its ends stripped; splitting into words costs more.
+    No-break and thin spaces (the usual non-printables) are turned into spaces first.
     """
-    if "  " not in text and text.isprintable():
-        return text.strip()
-    return " ".join(text.split())
+    if not text.isprintable():
+        text = text.replace("\xa0", " ").replace("\u2009", " ")
+        if not text.isprintable():
+            return " ".join(text.split())
+    if "  " in text:
+        return " ".join(text.split())
+    return text.strip()
 
 
 def text_of(el: etree._Element) -> str:
@@ -397,10 +402,8 @@ def _paragraph(p: etree._Element, path: str, title: str, out: list[Paragraph]) -
 
 
 def _title(sec: etree._Element) -> str | None:
-    for child in sec:
-        if local(child.tag) == "title":
-            return clean(text_of(child)) or None
-    return None
+    title = next(sec.iterchildren("{*}title"), None)
+    return None if title is None else clean(text_of(title)) or None
 
 
 _WALKED = frozenset({"p", "sec"}) | PROSE_BLOCKS

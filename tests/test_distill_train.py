@@ -179,6 +179,14 @@ print(",".join(p["document_type"]))
     assert result.stdout.strip().split(",") == list(ours["document_type"])
     assert model.config.temperatures == summary["temperatures"]
 
+    from distill.evaluate import run_evaluate
+
+    other = tmp_path / "other.parquet"
+    pq.write_table(pq.read_table(teacher_labels).slice(300, 30), other)
+    result = run_evaluate(str(out), [str(other)], output=str(tmp_path / "eval.json"))
+    assert result["data"] == {"read": 30, "kept": 30, "skipped": {}}
+    assert json.loads((tmp_path / "eval.json").read_text())["metrics"]["educational_score"]["n"] == 30
+
 
 def test_logits_to_labels_uses_temperatures_release_order_and_clamps():
     from distill.model import StudentConfig

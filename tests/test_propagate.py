@@ -260,3 +260,17 @@ def test_cli_help_lists_the_options():
     assert result.exit_code == 0, result.output
     for flag in ("--model", "--output", "--batch-tokens", "--precision", "--quantize", "--compile"):
         assert flag in result.output
+
+
+@pytest.mark.slow
+def test_run_propagate_with_model_shared_across_processes(student_dir, paragraphs, tmp_path):
+    """large_model=True: Beam serves one model from a separate process; rows still all come back."""
+    from pipelines.propagate import run_propagate
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pq.write_table(paragraphs.slice(0, 12).select(["id", "text"]), inputs / "a.parquet")
+    stats = run_propagate(
+        [str(inputs)], str(student_dir), str(tmp_path / "out"), large_model=True, progress=True
+    )
+    assert stats["written"] == 12 and stats["dead_lettered"] == 0
