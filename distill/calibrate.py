@@ -27,7 +27,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, max_iter: int = 2
         return loss
 
     opt.step(closure)
-    t = float(log_t.exp())
+    t = float(log_t.detach().exp())
     return t if np.isfinite(t) and 0.05 <= t <= 20 else 1.0
 
 

@@ -44,8 +44,9 @@ def command(
 ) -> None:
     """Score paragraphs: adds document_type, domain, educational_score, the score vectors and model_id.
 
-    Unknown --flags go to Beam (e.g. --runner DataflowRunner --project P --region R
-    --worker_accelerator ...). Rows that cannot be scored are written to dead_letter/ with a reason.
+    Unknown --flags go to Beam, written --name=value (e.g. --runner=DataflowRunner --project=P
+    --region=R --dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver).
+    MODEL_DIR must be a local directory (on Dataflow, bake it into the worker image: infra/dataflow). Rows that cannot be scored are written to dead_letter/ with a reason.
     """
     from pipelines.propagate import run_propagate
 
