@@ -221,6 +221,14 @@ def prune(head: bytes) -> bytes:
     return b"".join(out)
 
 
+def _ends_with(data: bytes, suffix: bytes) -> bool:
+    """`data.rstrip().endswith(suffix)` without copying a whole article to strip a few trailing bytes."""
+    tail = data[-4096:].rstrip()
+    if len(tail) < len(suffix):  # (almost) 4 kB of trailing whitespace: look at everything
+        tail = data.rstrip()
+    return tail.endswith(suffix)
+
+
 def _parse(data: bytes, *, stop_after_body: bool = True) -> etree._Element:
     """Parse only up to the main `</body>`: back matter, references, floats and sub-articles are never parsed.
 
@@ -240,7 +248,7 @@ def _parse(data: bytes, *, stop_after_body: bool = True) -> etree._Element:
         return _full_parse(data)
     found = _closing_tags(data[:end])
     # The document must end with its root's end tag: a truncated file is never half-read.
-    if found is not None and data.rstrip().endswith(b"</%s>" % found[1]):
+    if found is not None and _ends_with(data, b"</%s>" % found[1]):
         head = data[:end]
         pruned = prune(head)
         for candidate in (pruned, head) if pruned is not head else (head,):
@@ -303,13 +311,23 @@ def find_article(root: etree._Element) -> etree._Element:
     raise JatsError("not_jats", f"no <article> element (root is <{local(root.tag)}>)")
 
 
+# Whitespace other than the ASCII space that an ASCII text can hold, and the double space.
+_ASCII_EXTRA_SPACE = ("  ", "\n", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
 def clean(text: str) -> str:
     """Collapse whitespace runs (incl. newlines and no-break spaces) to one space, strip the ends.
 
-    Fast path (most paragraphs): every whitespace character but the ASCII space is non-printable, so a
-    printable text without double spaces only needs its ends stripped; splitting into words costs more.
-    No-break and thin spaces (the usual non-printables) are turned into spaces first.
+    Splitting into words is the costly part, so most texts skip it: a text whose only whitespace is
+    single ASCII spaces just needs its ends stripped. ASCII texts are checked with a few substring
+    searches; others with `isprintable` (every whitespace character but the ASCII space is
+    non-printable) after turning no-break and thin spaces, the usual non-printables, into spaces.
     """
+    if text.isascii():
+        for space in _ASCII_EXTRA_SPACE:
+            if space in text:
+                return " ".join(text.split())
+        return text.strip()
     if not text.isprintable():
         text = text.replace("\xa0", " ").replace("\u2009", " ")
         if not text.isprintable():

@@ -65,7 +65,7 @@ def detect_paragraphs(
     if not texts:
         return []
     per = max(sample_chars, 1)
-    sample = " ".join(t[:per] for t in texts)[:max_sample]
+    sample = " ".join([t[:per] for t in texts])[:max_sample]
     reliable, details = _detect_raw(sample)
     if reliable and details:
         _name, code, percent, _score = details[0]

@@ -215,3 +215,35 @@ def test_tfidf_baseline_runs_on_the_same_split(labelled):
     assert m["educational_score"]["n"] == len(test)
     assert m["educational_score"]["pearson"] > 0.2
     assert m["domain"]["accuracy"] > np.bincount(small.domain[test]).max() / len(test) - 0.05
+
+
+@pytest.mark.slow
+def test_default_student_on_all_labels_beats_tfidf_on_the_class_heads(teacher_labels, labelled, tmp_path):
+    """The benchmark's frozen-encoder student on all 5,400 labels (embedding: ~25 min cold on 2 cores)."""
+    split = {"valid_fraction": 0.1, "test_fraction": 0.2, "seed": 0}
+    summary = run_train(
+        [str(teacher_labels)],
+        str(tmp_path / "model"),
+        freeze_encoder=True,
+        head_hidden=512,
+        class_balance=True,
+        weight_decay=0.05,
+        dropout=0.2,
+        head_epochs=300,
+        head_patience=30,
+        progress=False,
+        **split,
+    )
+    train, valid, test = split_by_article(labelled.articles, **split)
+    baseline = evaluate_baseline(
+        labelled.subset(train),
+        labelled.subset(valid),
+        labelled.subset(test),
+        document_type_labels=DOCUMENT_TYPE_LABELS,
+        domain_labels=DOMAIN_LABELS,
+    )
+    assert summary["sizes"]["test"] == len(test)
+    assert summary["metrics"]["document_type"]["f1"] > baseline["document_type"]["f1"]
+    assert summary["metrics"]["domain"]["f1"] > baseline["domain"]["f1"]
+    for head in ("document_type", "domain"):
+        assert summary["metrics"][head]["nll"] <= summary["metrics_uncalibrated"][head]["nll"]
