@@ -113,6 +113,8 @@ class LoopConfig:
             "max_per_article",
             "max_per_section",
         )
+        if self.strategy == "random":  # the uncertainty settings play no part in a random run
+            keys = ("strategy", "seed", "seed_size")
         mine = json.loads(json.dumps(asdict(self)))  # as stored: tuples become lists
         return [k for k in keys if k in other and other[k] != mine[k]]
 

@@ -14,9 +14,11 @@ are cut out of the sentence around them, and whitespace is collapsed.
 
 Speed: the XML is fed to lxml only up to the main `</body>` (back matter, reference lists, floats and
 sub-articles are never parsed), tables, figures and formulas are cut out of the bytes before parsing,
-the body is pruned with C-level calls (`strip_elements`) and the text of all paragraphs comes from one
-C-level text serialisation of the body. Safety: no DTD loading, no network, no entity
-expansion, and any document that declares entities in an internal DTD subset is refused before parsing.
+the body is pruned with C-level calls (`strip_elements`), the walk visits only `body`, `sec`, `p` and
+prose blocks, each paragraph's text is one C-level text serialisation (`text_of`), and whitespace is
+collapsed without splitting into words whenever the text allows (`clean`). Safety: no DTD loading, no
+network, no entity expansion, and any document that declares entities in an internal DTD subset is
+refused before parsing.
 """
 
 from __future__ import annotations
@@ -126,8 +128,8 @@ _TAG = re.compile(rb"<(/?)([A-Za-z_][\w.:\-]*)[^>]*?(/?)>")
 
 
 # Never `collect_ids=False`: with lxml 6 / libxml2 2.14 it makes libxml2 try to fetch the external DTD.
-# Comments and PIs are kept (removing them costs time); every walker skips them and XPath string()
-# ignores their content.
+# Comments and PIs are kept (removing them costs time); every walker skips them and the text
+# serialisation (`text_of`) ignores their content.
 def _parser() -> etree.XMLParser:
     """One parser per thread (lxml parsers are not thread-safe; Beam runs DoFns in threads)."""
     parser = getattr(_LOCAL, "parser", None)
@@ -145,15 +147,17 @@ def _full_parse(data: bytes) -> etree._Element:
         raise JatsError("malformed_xml", str(e)) from None
 
 
-def _closing_tags(data: bytes) -> tuple[bytes, bytes] | None:
-    """(end tags closing `article` and the wrappers opened before it, the root element's name)."""
-    m = _ARTICLE_START.search(data)
+_PROLOG_NOISE = re.compile(rb"<!--.*?-->|<\?.*?\?>|<!DOCTYPE[^\[>]*(?:\[.*?\])?\s*>", re.S)
+
+
+def _closing_tags(data: bytes, end: int | None = None) -> tuple[bytes, bytes] | None:
+    """(end tags closing `article` and the wrappers opened before it, the root element's name), looking
+    at `data[:end]` only."""
+    m = _ARTICLE_START.search(data, 0, len(data) if end is None else end)
     if m is None:
         return None
     stack: list[bytes] = []
-    head = re.sub(
-        rb"<!--.*?-->|<\?.*?\?>|<!DOCTYPE[^\[>]*(?:\[.*?\])?\s*>", b"", data[: m.start()], flags=re.S
-    )
+    head = _PROLOG_NOISE.sub(b"", data[: m.start()])
     for close, name, empty in _TAG.findall(head):
         if close:
             if stack and stack[-1] == name:
@@ -246,7 +250,7 @@ def _parse(data: bytes, *, stop_after_body: bool = True) -> etree._Element:
         end = m.end() if m else -1
     if end < 0:
         return _full_parse(data)
-    found = _closing_tags(data[:end])
+    found = _closing_tags(data, end)
     # The document must end with its root's end tag: a truncated file is never half-read.
     if found is not None and _ends_with(data, b"</%s>" % found[1]):
         head = data[:end]
@@ -361,13 +365,15 @@ def prepare(body: etree._Element) -> None:
     every formula into one placeholder, and mark the `p`s that hold a prose block. Afterwards a
     paragraph's text is the text content of its element."""
     etree.strip_elements(body, *_DROPPED_TAGS, with_tail=False)
-    for formula in list(body.iter(*_FORMULA_TAGS)):
-        tail = formula.tail
-        formula.clear()
-        formula.text = FORMULA
-        formula.tail = tail
-    for block in body.iter(*_PROSE_TAGS):
-        for ancestor in block.iterancestors():
+    # One pass for both (a block inside a cleared formula is detached from the body when reached).
+    for el in list(body.iter(*_FORMULA_TAGS, *_PROSE_TAGS)):
+        if local(el.tag) in FORMULA_TAGS:
+            tail = el.tail
+            el.clear()
+            el.text = FORMULA
+            el.tail = tail
+            continue
+        for ancestor in el.iterancestors():
             name = local(ancestor.tag)
             if name == "p":
                 ancestor.set(_HOLDS_BLOCK, "1")
@@ -448,7 +454,11 @@ def _walk(
         idx = counts.get(name, 0)
         counts[name] = idx + 1
         path = f"{prefix}{name}[{idx}]"
-        if name == "p":
+        if name == "p" and not child.get(_HOLDS_BLOCK):  # the common case, inlined
+            text = clean(text_of(child))
+            if text:
+                out.append(Paragraph(path, text, title, text.count(" ") + 1))
+        elif name == "p":
             _paragraph(child, path, title, out)
         elif name == "sec":
             _walk(child, path + "/", _title(child) or title, out)

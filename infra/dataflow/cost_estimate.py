@@ -85,7 +85,8 @@ def propagate_rows(propagate: dict | None) -> list[dict]:
         }
     )
     estimate = propagate.get("gpu_estimate", {})
-    a100 = estimate.get("A100", {}).get("paragraphs_per_s")
+    a100_estimate = estimate.get("A100", {})
+    a100 = a100_estimate.get("bf16", a100_estimate).get("paragraphs_per_s")
     tokenize = propagate.get("tokens", {}).get("tokenize_per_cpu_s")
     if not a100:
         return rows
