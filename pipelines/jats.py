@@ -589,8 +589,15 @@ def _authors(meta: etree._Element | None) -> list[str]:
                 continue
             name = _first(contrib, "name", "string-name")
             if name is not None:
-                given = _child(name, "given-names")
-                surname = _child(name, "surname")
+                given = surname = None  # the first of each, in one pass over the name's children
+                for part in name:
+                    tag = part.tag
+                    if tag.__class__ is str:
+                        tag = tag.rpartition("}")[2]
+                        if tag == "given-names" and given is None:
+                            given = part
+                        elif tag == "surname" and surname is None:
+                            surname = part
                 parts = [clean(text_of(e)) for e in (given, surname) if e is not None]
                 full = " ".join(p for p in parts if p) or clean(text_of(name))
             else:
