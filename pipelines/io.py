@@ -44,7 +44,10 @@ def dead_letter(stage: str, source: str, reason: str, detail: str = "") -> dict:
 
 
 class WriteDeadLetters(beam.PTransform):
-    """Write dead-letter dicts as JSON lines under `<root>/dead_letter/<stage>-*.jsonl` (always at least one file)."""
+    """Write dead-letter dicts as JSON lines under `<root>/dead_letter/<stage>-*.jsonl`.
+
+    Always at least one file, so an empty dead-letter set is visibly empty rather than missing.
+    """
 
     def __init__(self, root: str, stage: str):
         super().__init__(label=f"Write {stage} dead letters")
@@ -54,7 +57,9 @@ class WriteDeadLetters(beam.PTransform):
         return (
             records
             | "ToJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True))
-            | beam.io.WriteToText(self.prefix, file_name_suffix=".jsonl", shard_name_template="-SSSSS-of-NNNNN")
+            | beam.io.WriteToText(
+                self.prefix, file_name_suffix=".jsonl", shard_name_template="-SSSSS-of-NNNNN"
+            )
         )
 
 
@@ -65,7 +70,8 @@ def parquet_files(paths: Iterable[str]) -> list[str]:
         if path.endswith(".parquet") and "*" not in path:
             files.append(path)
             continue
-        pattern = path if any(c in path for c in "*?[") else FileSystems.join(path.rstrip("/"), "**.parquet")
+        is_glob = any(c in path for c in "*?[")
+        pattern = path if is_glob else FileSystems.join(path.rstrip("/"), "**.parquet")
         files.extend(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
     files = sorted(set(f for f in files if f.endswith(".parquet")))
     if not files:

@@ -114,7 +114,8 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         elif field.nullable:
             columns.append(pa.nulls(table.num_rows, field.type))
         else:
-            raise ValueError(f"column {field.name!r} is required by the {schema.metadata[b'dataset'].decode()} schema")
+            dataset = schema.metadata[b"dataset"].decode()
+            raise ValueError(f"column {field.name!r} is required by the {dataset} schema")
         fields.append(field)
     for name in table.column_names:
         if name not in schema.names:

@@ -13,8 +13,16 @@ def test_scored_extends_paragraphs_with_release_columns():
 
 
 def test_conform_orders_casts_fills_and_keeps_extras():
-    t = pa.table({"extra": [1], "text": ["x"], "id": ["a"], "article_id": ["PMC1"], "path": ["p[0]"],
-                  "paragraph_index": [0]})
+    t = pa.table(
+        {
+            "extra": [1],
+            "text": ["x"],
+            "id": ["a"],
+            "article_id": ["PMC1"],
+            "path": ["p[0]"],
+            "paragraph_index": [0],
+        }
+    )
     out = schemas.conform(t, schemas.PARAGRAPHS)
     assert out.schema.names[: len(schemas.PARAGRAPHS)] == schemas.PARAGRAPHS.names
     assert out.column("paragraph_index").type == pa.int32()

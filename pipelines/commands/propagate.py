@@ -46,7 +46,8 @@ def command(
 
     Unknown --flags go to Beam, written --name=value (e.g. --runner=DataflowRunner --project=P
     --region=R --dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver).
-    MODEL_DIR must be a local directory (on Dataflow, bake it into the worker image: infra/dataflow). Rows that cannot be scored are written to dead_letter/ with a reason.
+    MODEL_DIR must be a local directory (on Dataflow, bake it into the worker image: infra/dataflow).
+    Rows that cannot be scored are written to dead_letter/ with a reason.
     """
     from pipelines.propagate import run_propagate
 
