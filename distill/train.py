@@ -60,10 +60,13 @@ class TrainConfig:
     keep_checkpoints: bool = False
     freeze_encoder: bool = False
     head_hidden: int = 0
+    bow_dim: int = 64  # lexical branch over the wordpieces (StudentConfig.bow_dim); 0 = encoder only
+    bow_mode: str = "wide"  # concat | wide | both (StudentConfig.bow_mode)
     head_epochs: int = 200
     head_lr: float = 1e-3
     head_batch_size: int = 128
     head_patience: int = 20
+    head_select: str = "headline"  # keep the heads of the epoch with the best validation loss | headline
     dropout: float = 0.1
     cache_dir: str | None = None
     progress: bool = True
@@ -179,16 +182,40 @@ def _heads_state(model: StudentModel) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
 
 
+Tokens = tuple[torch.Tensor, torch.Tensor]  # (input_ids, attention_mask), [n, length] each
+
+
+def tokenize_for_heads(tokenizer, texts: list[str], max_length: int) -> Tokens:
+    """Token ids and mask of `texts` as the encoder sees them (the lexical branch's input when the
+    encoder is frozen: tokenising is cheap, so these are not cached)."""
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def _heads(model: StudentModel, pooled: torch.Tensor, tokens: Tokens | None, idx=None):
+    """The heads on pooled vectors, with the lexical branch fed from `tokens` when the model has one."""
+    if getattr(model, "bow", None) is None:
+        return model.heads(pooled)
+    if tokens is None:
+        raise ValueError("this student has a lexical branch (bow_dim > 0): pass the token ids (`tokens`)")
+    ids, mask = tokens if idx is None else (tokens[0][idx], tokens[1][idx])
+    return model.heads(pooled, model.lexical(ids.to(pooled.device), mask.to(pooled.device)))
+
+
 @torch.no_grad()
 def head_outputs(
-    model: StudentModel, embeddings: torch.Tensor, batch_size: int = 1024
+    model: StudentModel, embeddings: torch.Tensor, batch_size: int = 1024, tokens: Tokens | None = None
 ) -> dict[str, np.ndarray]:
-    """Raw head outputs on cached pooled embeddings (eval mode), as numpy arrays."""
+    """Raw head outputs on cached pooled embeddings (eval mode), as numpy arrays.
+
+    `tokens` ((input_ids, attention_mask), e.g. `tokenize_for_heads`) feed the lexical branch, if any.
+    """
     was = model.training
     model.eval()
     parts = {"document_type_logits": [], "domain_logits": [], "educational_score": []}
     for s in range(0, len(embeddings), batch_size):
-        out = model.heads(embeddings[s : s + batch_size].to(model.device))
+        sl = slice(s, s + batch_size)
+        out = _heads(model, embeddings[sl].to(model.device), tokens, sl)
         for k in parts:
             parts[k].append(getattr(out, k).float().cpu().numpy())
     model.train(was)
@@ -200,7 +227,7 @@ def fit_heads(
     embeddings: torch.Tensor,
     data: LabelledSet,
     *,
-    valid: tuple[torch.Tensor, LabelledSet] | None = None,
+    valid: tuple | None = None,
     epochs: int = 200,
     lr: float = 1e-3,
     weight_decay: float = 0.01,
@@ -211,8 +238,15 @@ def fit_heads(
     patience: int = 20,
     seed: int = 0,
     progress: bool = False,
+    tokens: Tokens | None = None,
+    select: str = "loss",
 ) -> dict:
     """Train only the heads of `model` (in place) on pooled embeddings of `data`.
+
+    With a lexical branch (`bow_dim > 0`), `tokens` (input_ids, attention_mask of `data`) feed it and it
+    trains jointly with the heads; `valid` is then (embeddings, data, tokens). `select="headline"` keeps
+    the epoch with the best sum of the validation headline metrics (`validation_headline`) instead of
+    the lowest validation loss: the loss favours calibration, the release favours the argmax and score.
 
     AdamW with cosine decay; with `valid`, keeps the heads of the epoch with the lowest validation
     loss and stops after `patience` epochs without improvement. Returns the loss history. Runs
@@ -236,6 +270,8 @@ def fit_heads(
             patience,
             seed,
             progress,
+            tokens,
+            select,
         )
     finally:
         torch.set_num_threads(threads)
@@ -256,7 +292,11 @@ def _fit_heads(
     patience,
     seed,
     progress,
+    tokens=None,
+    select="loss",
 ) -> dict:
+    if select not in ("loss", "headline"):
+        raise ValueError(f"select must be loss or headline, not {select!r}")
     seed_everything(seed)
     head_params = [p for n, p in model.named_parameters() if not n.startswith("encoder.")]
     opt = torch.optim.AdamW(head_params, lr=lr, weight_decay=weight_decay)
@@ -265,13 +305,14 @@ def _fit_heads(
     x = embeddings.float()
     if valid is not None:
         vx, vy = valid[0].float(), targets(valid[1], soft_targets)
+        vtokens = valid[2] if len(valid) > 2 else None
     gen = torch.Generator().manual_seed(seed)
     history, best, best_state, bad = [], math.inf, None, 0
     for epoch in tqdm(range(epochs), desc="heads", disable=not progress):
         model.train()
         total = 0.0
         for idx in torch.randperm(len(x), generator=gen).split(batch_size):
-            out = model.heads(x[idx])
+            out = _heads(model, x[idx], tokens, idx)
             loss, _ = multitask_loss(out, {k: v[idx] for k, v in y.items()}, loss_weights, class_weights)
             opt.zero_grad()
             loss.backward()
@@ -282,10 +323,12 @@ def _fit_heads(
         if valid is not None:
             model.eval()
             with torch.no_grad():
-                vloss, parts = multitask_loss(model.heads(vx), vy, loss_weights)
+                vloss, parts = multitask_loss(_heads(model, vx, vtokens), vy, loss_weights)
             record.update(valid_loss=float(vloss), **{f"valid_{k}": v for k, v in parts.items()})
-            if float(vloss) < best - 1e-4:
-                best, best_state, bad = float(vloss), _heads_state(model), 0
+            crit = float(vloss) if select == "loss" else -validation_headline(model, vx, valid[1], vtokens)
+            record["valid_criterion"] = crit
+            if crit < best - 1e-4:
+                best, best_state, bad = crit, _heads_state(model), 0
             else:
                 bad += 1
         history.append(record)
@@ -299,6 +342,40 @@ def _fit_heads(
         "epochs_run": len(history),
         "best_valid_loss": None if best_state is None else best,
     }
+
+
+def validation_headline(model: StudentModel, x: torch.Tensor, data: LabelledSet, tokens=None) -> float:
+    """type F1 + type kappa + domain F1 + score r - score MAE of the heads on `data` (higher is better)."""
+    from distill.metrics import agreement, headline
+
+    raw = head_outputs(model, x, tokens=tokens)
+    dt, dm = model.config.document_type_labels, model.config.domain_labels
+    h = headline(
+        agreement(
+            {
+                "document_type": data.document_type,
+                "domain": data.domain,
+                "educational_score": data.educational_score,
+            },
+            {
+                "document_type": raw["document_type_logits"].argmax(1),
+                "domain": raw["domain_logits"].argmax(1),
+                "educational_score": np.clip(
+                    raw["educational_score"], model.config.score_min, model.config.score_max
+                ),
+            },
+            document_type_labels=list(dt),
+            domain_labels=list(dm),
+        )
+    )
+    h = {k: 0.0 if np.isnan(v) else v for k, v in h.items()}
+    return (
+        h["document_type_f1"]
+        + h["document_type_kappa"]
+        + h["domain_f1"]
+        + h["educational_score_pearson"]
+        - h["educational_score_mae"]
+    )
 
 
 def _dist_info() -> tuple[int, int]:
@@ -491,10 +568,16 @@ def run_train(
     held_out = test if len(test) else valid
 
     seed_everything(cfg.seed)
-    model = StudentModel.from_backbone(
-        backbone, max_seq_length=cfg.max_seq_length, head_hidden=cfg.head_hidden, dropout=cfg.dropout
-    )
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
+    model = StudentModel.from_backbone(
+        backbone,
+        max_seq_length=cfg.max_seq_length,
+        head_hidden=cfg.head_hidden,
+        dropout=cfg.dropout,
+        bow_dim=cfg.bow_dim,
+        bow_mode=cfg.bow_mode,
+        bow_ignore_ids=sorted(set(tokenizer.all_special_ids)),
+    )
     workdir = Path(output)
     workdir.mkdir(parents=True, exist_ok=True)
 
@@ -508,11 +591,20 @@ def run_train(
         emb_valid = embed(valid) if len(valid) else None
         emb_test = embed(test) if len(test) else None
         embed_seconds = time.time() - t0
+
+        def tok(d: LabelledSet):
+            return (
+                tokenize_for_heads(tokenizer, d.texts, cfg.max_seq_length) if cfg.bow_dim and len(d) else None
+            )
+
+        tok_train, tok_valid, tok_test = tok(train), tok(valid), tok(test)
         fit = fit_heads(
             model,
             emb_train,
             train,
-            valid=(emb_valid, valid) if emb_valid is not None else None,
+            tokens=tok_train,
+            select=cfg.head_select,
+            valid=(emb_valid, valid, tok_valid) if emb_valid is not None else None,
             epochs=cfg.head_epochs,
             lr=cfg.head_lr,
             weight_decay=cfg.weight_decay,
@@ -525,9 +617,8 @@ def run_train(
             progress=cfg.progress,
         )
         fit["embed_seconds"] = embed_seconds
-        outputs = lambda d, e: head_outputs(model, e)  # noqa: E731
-        valid_raw = outputs(valid, emb_valid) if len(valid) else None
-        held_raw = outputs(held_out, emb_test if len(test) else emb_valid)
+        valid_raw = head_outputs(model, emb_valid, tokens=tok_valid) if len(valid) else None
+        held_raw = head_outputs(model, emb_test, tokens=tok_test) if len(test) else valid_raw
     else:
         fit = train_encoder(model, tokenizer, train, valid if len(valid) else None, cfg, str(workdir))
         if rank != 0:

@@ -63,6 +63,9 @@ def command(
     mc_passes: int = typer.Option(
         20, min=2, help="MC-dropout passes of the heads for the uncertainty estimates."
     ),
+    weights: str = typer.Option(
+        "1,1,1", help="Uncertainty weights of the document_type, domain and score heads (e.g. 1,1,0)."
+    ),
     max_per_article: int = typer.Option(1, min=1, help="Diversity guard: picks per article per round."),
     seed: int = typer.Option(0, help="Seed of the seed sample, random draws and head training."),
     max_rounds_this_run: int = typer.Option(None, min=1, help="Stop after this many rounds (resume later)."),
@@ -99,6 +102,7 @@ def command(
         backbone=backbone,
         max_length=max_length,
         mc_passes=mc_passes,
+        weights=tuple(float(w) for w in weights.split(",")),
         max_per_article=max_per_article,
         seed=seed,
         max_rounds_this_run=max_rounds_this_run,
