@@ -49,6 +49,7 @@ class StudentConfig(PretrainedConfig):
         bow_dim: int = 0,
         bow_mode: str = "concat",
         bow_ignore_ids: list[int] | tuple[int, ...] = (),
+        bow_bigram_buckets: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -71,6 +72,8 @@ class StudentConfig(PretrainedConfig):
         self.bow_dim = bow_dim
         self.bow_mode = bow_mode
         self.bow_ignore_ids = [int(i) for i in bow_ignore_ids]
+        # Adjacent wordpiece pairs hashed into this many extra bag rows (0 = unigrams only).
+        self.bow_bigram_buckets = bow_bigram_buckets
 
 
 @dataclass
@@ -96,7 +99,8 @@ class StudentModel(PreTrainedModel):
         bow_dim, bow_mode = getattr(config, "bow_dim", 0), getattr(config, "bow_mode", "concat")
         if bow_mode not in ("concat", "wide", "both"):
             raise ValueError(f"bow_mode must be concat, wide or both, not {bow_mode!r}")
-        self.bow = nn.EmbeddingBag(encoder_config.vocab_size, bow_dim, mode="sum") if bow_dim else None
+        rows = encoder_config.vocab_size + getattr(config, "bow_bigram_buckets", 0)
+        self.bow = nn.EmbeddingBag(rows, bow_dim, mode="sum") if bow_dim else None
         n_outputs = len(config.document_type_labels) + len(config.domain_labels) + 1
         self.bow_wide = nn.Linear(bow_dim, n_outputs) if bow_dim and bow_mode != "concat" else None
         if bow_dim and bow_mode != "wide":
@@ -176,6 +180,12 @@ class StudentModel(PreTrainedModel):
         ignore = getattr(self.config, "bow_ignore_ids", [])
         if ignore:  # not a buffer: from_pretrained would leave a non-persistent one uninitialised
             keep = keep * ~torch.isin(input_ids, torch.tensor(ignore, device=input_ids.device))
+        buckets = getattr(self.config, "bow_bigram_buckets", 0)
+        if buckets and input_ids.shape[1] > 1:
+            vocab = self.bow.num_embeddings - buckets
+            pairs = (input_ids[:, :-1] * 1_000_003 + input_ids[:, 1:]) % buckets + vocab
+            input_ids = torch.cat([input_ids, pairs], dim=1)
+            keep = torch.cat([keep, keep[:, :-1] * keep[:, 1:]], dim=1)
         weights = keep / keep.sum(1, keepdim=True).clamp(min=1.0)
         return self.bow(input_ids, per_sample_weights=weights.to(self.bow.weight.dtype))
 

@@ -61,7 +61,8 @@ class TrainConfig:
     freeze_encoder: bool = False
     head_hidden: int = 0
     bow_dim: int = 64  # lexical branch over the wordpieces (StudentConfig.bow_dim); 0 = encoder only
-    bow_mode: str = "wide"  # concat | wide | both (StudentConfig.bow_mode)
+    bow_mode: str = "both"  # concat | wide | both (StudentConfig.bow_mode)
+    bow_bigram_buckets: int = 0  # hashed wordpiece-pair rows in the lexical branch (StudentConfig)
     head_epochs: int = 200
     head_lr: float = 1e-3
     head_batch_size: int = 128
@@ -576,6 +577,7 @@ def run_train(
         dropout=cfg.dropout,
         bow_dim=cfg.bow_dim,
         bow_mode=cfg.bow_mode,
+        bow_bigram_buckets=cfg.bow_bigram_buckets,
         bow_ignore_ids=sorted(set(tokenizer.all_special_ids)),
     )
     workdir = Path(output)

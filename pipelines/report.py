@@ -1,8 +1,8 @@
 """`<root>/report.html`: one self-contained page on what a run produced (plots embedded as base64 PNG).
 
 Reads only the run's outputs (stage directories, `*_stats.json`, manifests, `_run.json`, the
-model's `agreement.json`), so it can be regenerated at any time and works on partial runs: a
-missing part shows as "not available" instead of failing the page.
+model's `agreement.json`, an annotation loop's `loop_stats.json`), so it can be regenerated at any
+time and works on partial runs: a missing part shows as "not available" instead of failing the page.
 """
 
 from __future__ import annotations
@@ -415,6 +415,60 @@ def _agreement_section(root: Path) -> str:
     )
 
 
+LOOP_METRICS = ("document_type_f1", "domain_f1", "educational_score_pearson")
+
+
+def _loop_section(root: Path) -> str:
+    """The annotation loop's curve (`<root>/loop_stats.json`, written by `biomed-enrich loop`): held-out
+    agreement after each round against the teacher labels spent so far. Empty when there is no loop."""
+    stats = _read_json(root / "loop_stats.json")
+    if not isinstance(stats, dict):
+        return ""
+    title = "<section><h2>Agreement vs teacher labels spent</h2>"
+    points = [p for p in stats.get("curve") or [] if isinstance(p, dict) and "labels" in p]
+    tracked = [p for p in points if isinstance(p.get("agreement"), (int, float))]
+    config = stats.get("config") or {}
+    note = (
+        f"Annotation loop ({html.escape(str(stats.get('strategy', config.get('strategy', '?'))))} "
+        f"strategy, budget {fmt(config.get('budget'))}, stopped: "
+        f"{html.escape(str(stats.get('stop_reason')))})."
+    )
+    if not tracked:
+        return (
+            title
+            + f"<p>{note}</p>"
+            + _na("Held-out agreement (the loop ran without --eval-labels)")
+            + table(["round", "labels spent"], [[p.get("round"), p["labels"]] for p in points])
+            + "</section>"
+        )
+    note += (
+        " Agreement is the in-loop student's (heads on frozen embeddings) on held-out teacher labels after"
+        " each round: the mean of document_type macro-F1, domain macro-F1 and educational-score Pearson r,"
+        f" on {fmt(stats.get('held_out_paragraphs'))} held-out paragraphs."
+    )
+    import matplotlib.pyplot as plt
+
+    metrics = [m for m in LOOP_METRICS if any(m in p for p in tracked)]
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    labels_spent = [p["labels"] for p in tracked]
+    ax.plot(labels_spent, [p["agreement"] for p in tracked], "o-", lw=2.2, color="#17324d", label="agreement")
+    for metric, color in zip(metrics, ("#3b6ea5", "#e08a2c", "#1a7f37"), strict=False):
+        pts = [(p["labels"], p[metric]) for p in tracked if metric in p]
+        ax.plot(*zip(*pts, strict=True), ".--", lw=1, color=color, label=metric)
+    ax.set_xlabel("teacher labels spent")
+    ax.set_ylabel("held-out agreement")
+    ax.set_title("Agreement vs teacher labels spent", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    rows = [[p.get("round"), p["labels"], p.get("agreement"), *(p.get(m) for m in metrics)] for p in points]
+    return (
+        title
+        + f"<p>{note}</p>"
+        + f'<div class="row"><div>{table(["round", "labels spent", "agreement", *metrics], rows)}</div>'
+        + f"<div>{png(fig)}</div></div></section>"
+    )
+
+
 def _subsets_section(stats: dict | None) -> str:
     title = "<section><h2>Subsets: sizes and tokens</h2>"
     if not stats or not stats.get("subsets"):
@@ -500,6 +554,7 @@ def render_report(root: str | Path) -> str:
             _labels_section(labels, scored),
             _scores_section(scored),
             _agreement_section(root),
+            _loop_section(root),
             _subsets_section(stats.get("subsets")),
             _raw_section(stats),
         ]
