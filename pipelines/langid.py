@@ -32,13 +32,9 @@ def detect(text: str) -> tuple[str, float]:
     """(language code, score in 0..1) of `text`; (`und`, 0.0) when nothing can be said."""
     if not text or not text.strip():
         return UNDETERMINED, 0.0
-    try:
-        reliable, _, details = pycld2.detect(text, bestEffort=True)
-    except pycld2.error:
-        try:
-            reliable, _, details = pycld2.detect(_CONTROL.sub(" ", text), bestEffort=True)
-        except pycld2.error:
-            return UNDETERMINED, 0.0
+    reliable, details = _detect_raw(text)
+    if not details:
+        return UNDETERMINED, 0.0
     _name, code, percent, _score = details[0]
     if code in ("un", "xxx") or percent == 0:
         return UNDETERMINED, 0.0
@@ -48,6 +44,7 @@ def detect(text: str) -> tuple[str, float]:
 
 
 def _detect_raw(text: str) -> tuple[bool, tuple]:
+    """CLD2 on `text`, retried without control characters / lone surrogates that CLD2 rejects."""
     try:
         reliable, _, details = pycld2.detect(text, bestEffort=True)
     except pycld2.error:

@@ -17,7 +17,7 @@ from distill.data import load_labels, split_by_article
 from distill.frozen import EmbeddingCache, embed_texts
 from distill.metrics import nll, softmax
 from distill.model import StudentModel, resolve_backbone
-from distill.predict import logits_to_labels, predict
+from distill.predict import logits_to_labels, predict, predict_logits
 from distill.train import (
     TrainConfig,
     fit_heads,
@@ -25,6 +25,7 @@ from distill.train import (
     multitask_loss,
     run_train,
     targets,
+    tokenize_for_heads,
     train_encoder,
 )
 from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
@@ -247,3 +248,39 @@ def test_default_student_on_all_labels_beats_tfidf_on_the_class_heads(teacher_la
     assert summary["metrics"]["domain"]["f1"] > baseline["domain"]["f1"]
     for head in ("document_type", "domain"):
         assert summary["metrics"][head]["nll"] <= summary["metrics_uncalibrated"][head]["nll"]
+
+
+def test_lexical_branch_trains_on_token_ids_and_forward_matches_the_heads_path(embedded, tokenizer):
+    """A wide-and-deep student (bag of wordpieces + frozen encoder) trains on cached vectors + token ids,
+    and its full forward on raw texts gives what the heads path gave (per-batch padding does not matter)."""
+    _, small, emb, train, valid = embedded
+    torch.manual_seed(0)
+    model = StudentModel.from_backbone(
+        max_seq_length=48,
+        bow_dim=16,
+        bow_mode="both",
+        bow_bigram_buckets=512,
+        bow_ignore_ids=tokenizer.all_special_ids,
+    )
+    with pytest.raises(ValueError, match="token ids"):
+        fit_heads(model, emb[train], small.subset(train), epochs=1)
+    tokens = tokenize_for_heads(tokenizer, small.texts, 48)
+    pick = lambda idx: (tokens[0][idx], tokens[1][idx])  # noqa: E731
+    bag_before = model.bow.weight.detach().clone()
+    fit = fit_heads(
+        model,
+        emb[train],
+        small.subset(train),
+        tokens=pick(train),
+        valid=(emb[valid], small.subset(valid), pick(valid)),
+        epochs=40,
+        patience=40,
+        select="headline",
+    )
+    assert fit["history"][-1]["train_loss"] < 0.7 * fit["history"][0]["train_loss"]
+    assert not torch.equal(model.bow.weight, bag_before)  # the bag is trained with the heads
+    heads = head_outputs(model, emb[valid], tokens=pick(valid))
+    texts = [small.texts[i] for i in valid]
+    full = predict_logits(model, tokenizer, texts, batch_size=7)
+    for key in heads:
+        np.testing.assert_allclose(full[key], heads[key], atol=2e-4, rtol=1e-4)
