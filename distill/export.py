@@ -53,6 +53,18 @@ def agreement_record(summary: dict) -> dict:
     }
 
 
+def _lexical_note(cfg: dict) -> str:
+    if not cfg.get("bow_dim"):
+        return ""
+    bigrams = cfg.get("bow_bigram_buckets") or 0
+    return (
+        f"\nWide-and-deep: a lexical branch (a {cfg['bow_dim']}-d mean bag of learned wordpiece"
+        + (f" and {bigrams} hashed wordpiece-pair" if bigrams else "")
+        + f" embeddings, mode `{cfg.get('bow_mode', 'concat')}`) feeds the heads beside the pooled"
+        " encoder vector; it sees the same token ids, so inference costs nothing extra."
+    )
+
+
 def model_card(summary: dict, agreement: dict) -> str:
     h = agreement["headline"]
     cfg = summary["config"]
@@ -84,7 +96,7 @@ A multi-task paragraph classifier distilled from LLM teacher labels by `biomed-e
 one shared encoder (`{summary["backbone"]}`, mean pooling), three heads: document type
 ({", ".join(summary["label_orders"]["document_type"])}),
 domain ({", ".join(summary["label_orders"]["domain"])})
-and educational score (regression, 1-5). Mode: {summary["mode"]}.
+and educational score (regression, 1-5). Mode: {summary["mode"]}.{_lexical_note(cfg)}
 
 ## Intended use
 Annotating biomedical paragraphs (PMC Open Access) so a pretraining corpus can be filtered and

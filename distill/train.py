@@ -62,7 +62,7 @@ class TrainConfig:
     head_hidden: int = 0
     bow_dim: int = 64  # lexical branch over the wordpieces (StudentConfig.bow_dim); 0 = encoder only
     bow_mode: str = "both"  # concat | wide | both (StudentConfig.bow_mode)
-    bow_bigram_buckets: int = 0  # hashed wordpiece-pair rows in the lexical branch (StudentConfig)
+    bow_bigram_buckets: int = 50_000  # hashed wordpiece-pair rows in the lexical branch (StudentConfig)
     head_epochs: int = 200
     head_lr: float = 1e-3
     head_batch_size: int = 128
