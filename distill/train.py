@@ -13,6 +13,7 @@ is measured on held-out articles (the test part when there is one).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import shutil
@@ -223,6 +224,23 @@ def head_outputs(
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def _single_threaded(fn):
+    """Run `fn` on one torch thread: the heads are too small to gain from threads, and on a shared
+    CPU threads only contend."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper
+
+
+@_single_threaded
 def fit_heads(
     model: StudentModel,
     embeddings: torch.Tensor,
@@ -250,52 +268,8 @@ def fit_heads(
     the lowest validation loss: the loss favours calibration, the release favours the argmax and score.
 
     AdamW with cosine decay; with `valid`, keeps the heads of the epoch with the lowest validation
-    loss and stops after `patience` epochs without improvement. Returns the loss history. Runs
-    single-threaded: the heads are too small to gain from threads, and on a shared CPU they only contend.
+    loss and stops after `patience` epochs without improvement. Returns the loss history.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _fit_heads(
-            model,
-            embeddings,
-            data,
-            valid,
-            epochs,
-            lr,
-            weight_decay,
-            batch_size,
-            loss_weights,
-            soft_targets,
-            class_weights,
-            patience,
-            seed,
-            progress,
-            tokens,
-            select,
-        )
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _fit_heads(
-    model,
-    embeddings,
-    data,
-    valid,
-    epochs,
-    lr,
-    weight_decay,
-    batch_size,
-    loss_weights,
-    soft_targets,
-    class_weights,
-    patience,
-    seed,
-    progress,
-    tokens=None,
-    select="loss",
-) -> dict:
     if select not in ("loss", "headline"):
         raise ValueError(f"select must be loss or headline, not {select!r}")
     seed_everything(seed)
