@@ -259,6 +259,7 @@ def fit_heads(
     progress: bool = False,
     tokens: Tokens | None = None,
     select: str = "loss",
+    average: int = 0,
 ) -> dict:
     """Train only the heads of `model` (in place) on pooled embeddings of `data`.
 
@@ -269,6 +270,10 @@ def fit_heads(
 
     AdamW with cosine decay; with `valid`, keeps the heads of the epoch with the lowest validation
     loss and stops after `patience` epochs without improvement. Returns the loss history.
+
+    `average=K` (with `valid`) also tries the mean of the head parameters of the K best validation
+    epochs (weight averaging along one trajectory, which flattens the epoch-to-epoch noise of a small
+    validation set) and keeps it when its validation criterion beats the best single epoch.
     """
     if select not in ("loss", "headline"):
         raise ValueError(f"select must be loss or headline, not {select!r}")
@@ -282,7 +287,7 @@ def fit_heads(
         vx, vy = valid[0].float(), targets(valid[1], soft_targets)
         vtokens = valid[2] if len(valid) > 2 else None
     gen = torch.Generator().manual_seed(seed)
-    history, best, best_state, bad = [], math.inf, None, 0
+    history, best, best_state, bad, top = [], math.inf, None, 0, []
     for epoch in tqdm(range(epochs), desc="heads", disable=not progress):
         model.train()
         total = 0.0
@@ -302,6 +307,8 @@ def fit_heads(
             record.update(valid_loss=float(vloss), **{f"valid_{k}": v for k, v in parts.items()})
             crit = float(vloss) if select == "loss" else -validation_headline(model, vx, valid[1], vtokens)
             record["valid_criterion"] = crit
+            if average > 1 and (len(top) < average or crit < top[-1][0]):
+                top = sorted([*top, (crit, epoch, _heads_state(model))], key=lambda t: t[:2])[:average]
             if crit < best - 1e-4:
                 best, best_state, bad = crit, _heads_state(model), 0
             else:
@@ -309,6 +316,19 @@ def fit_heads(
         history.append(record)
         if valid is not None and bad >= patience:
             break
+    averaged = None
+    if len(top) > 1:
+        mean_state = {
+            k: torch.stack([t[2][k].float() for t in top]).mean(0).to(v.dtype) for k, v in top[0][2].items()
+        }
+        model.load_state_dict(mean_state, strict=False)
+        model.eval()
+        with torch.no_grad():
+            vloss, _ = multitask_loss(_heads(model, vx, vtokens), vy, loss_weights)
+        crit = float(vloss) if select == "loss" else -validation_headline(model, vx, valid[1], vtokens)
+        averaged = {"epochs": [t[1] for t in top], "valid_criterion": crit, "kept": crit < best}
+        if crit < best:
+            best, best_state = crit, mean_state
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     model.eval()
@@ -316,6 +336,7 @@ def fit_heads(
         "history": history,
         "epochs_run": len(history),
         "best_valid_loss": None if best_state is None else best,
+        "averaged": averaged,
     }
 
 

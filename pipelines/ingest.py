@@ -308,6 +308,9 @@ def run_ingest(
         raise ValueError(
             "ingest needs at least one input (folder, glob, .xml/.nxml, .tar.gz or file-list .csv)"
         )
+    missing = sources.missing_inputs(inputs)
+    if missing:
+        raise FileNotFoundError(f"ingest inputs match no file: {', '.join(missing)}")
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         build_pipeline(pipeline, list(inputs), output, min_tokens=min_tokens)
     return read_json(f"{output.rstrip('/')}/{STAGE}_stats.json")

@@ -74,6 +74,24 @@ def _match(pattern: str) -> list[str]:
     return sorted(m.path for r in results for m in r.metadata_list)
 
 
+def missing_inputs(uris: Iterable[str]) -> list[str]:
+    """Folders and globs that match nothing, checked before a run: a typo there would otherwise ingest
+    0 articles silently. (A named file or package that is missing is dead-lettered like any bad read.)"""
+
+    def found(uri: str) -> bool:
+        if _is(uri, ARTICLE_SUFFIXES + TAR_SUFFIXES + CSV_SUFFIXES) and not _GLOB.search(uri):
+            return True
+        if not _GLOB.search(uri) and _exists(uri):
+            return True
+        pattern = uri if _GLOB.search(uri) else f"{uri.rstrip('/')}/**"
+        try:
+            return any(r.metadata_list for r in FileSystems.match([pattern], limits=[1]))
+        except Exception:  # noqa: BLE001 - Beam raises BeamIOError for "no match"
+            return False
+
+    return [uri for uri in uris if not found(uri)]
+
+
 def _exists(uri: str) -> bool:
     try:
         return FileSystems.exists(uri)

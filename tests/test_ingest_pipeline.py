@@ -194,3 +194,16 @@ def test_corrupt_package_keeps_members_read_before_the_error(pmc_sample, tmp_pat
         o.value for o in ReadTask().process(Task(str(garbage), "tar")) if getattr(o, "tag", None) == "dead"
     ]
     assert [d["reason"] for d in dead] == ["unreadable_package"]
+
+
+def test_an_input_that_names_nothing_stops_the_run_before_it_starts(tmp_path, pmc_sample):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    real = str(pmc_sample / "PMC10300000.xml")
+    with pytest.raises(FileNotFoundError, match="no-such-folder"):
+        run_ingest([real, str(tmp_path / "no-such-folder")], str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "typo*.xml"), "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "typo" in result.output

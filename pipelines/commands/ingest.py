@@ -31,7 +31,10 @@ def command(
     """
     from pipelines.ingest import run_ingest
 
-    stats = run_ingest(list(inputs), output, min_tokens=min_tokens, beam_args=list(ctx.args))
+    try:
+        stats = run_ingest(list(inputs), output, min_tokens=min_tokens, beam_args=list(ctx.args))
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e), param_hint="INPUT") from e
     summary = {
         k: stats.get(k)
         for k in ("articles_read", "articles_parsed", "articles_dead_lettered", "paragraphs_written")
