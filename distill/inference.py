@@ -145,29 +145,24 @@ def tokenize(tokenizer, texts: Sequence[str], max_seq_length: int) -> list[list[
     pre-tokens), so when the prefix fills the budget the answer is identical, otherwise the full text is
     tokenised again.
     """
-    limit = max_seq_length * CLIP_CHARS_PER_TOKEN
-    clipped = [_clip(t, limit) for t in texts]
-    inputs = [c if c is not None else t for c, t in zip(clipped, texts, strict=True)]
-    encoded = tokenizer(
-        inputs,
-        truncation=True,
-        max_length=max_seq_length,
-        padding=False,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )["input_ids"]
-    redo = [i for i, c in enumerate(clipped) if c is not None and len(encoded[i]) < max_seq_length]
-    if redo:
-        again = tokenizer(
-            [texts[i] for i in redo],
+
+    def ids(batch: list[str]) -> list[list[int]]:
+        return tokenizer(
+            batch,
             truncation=True,
             max_length=max_seq_length,
             padding=False,
             return_attention_mask=False,
             return_token_type_ids=False,
         )["input_ids"]
-        for i, ids in zip(redo, again, strict=True):
-            encoded[i] = ids
+
+    limit = max_seq_length * CLIP_CHARS_PER_TOKEN
+    clipped = [_clip(t, limit) for t in texts]
+    encoded = ids([c if c is not None else t for c, t in zip(clipped, texts, strict=True)])
+    redo = [i for i, c in enumerate(clipped) if c is not None and len(encoded[i]) < max_seq_length]
+    if redo:
+        for i, full in zip(redo, ids([texts[i] for i in redo]), strict=True):
+            encoded[i] = full
     return encoded
 
 
