@@ -9,7 +9,9 @@ on the same validation part), scores both on the test articles, and writes
 
 Default mode trains the heads on a frozen, cached encoder (what 2 CPU cores afford), jointly with a
 lexical branch (a mean bag of learned wordpiece + hashed wordpiece-pair embeddings: the cues TF-IDF
-uses, at no inference cost); the checkpoint is the epoch with the best validation headline.
+uses, at no inference cost); the checkpoint is the epoch with the best validation headline; the
+score head trains on a Huber loss (MSE within 0.5 points, linear beyond), which lifted the validation
+headline over MSE (2.628 -> 2.655).
 `--fine-tune` fine-tunes the whole encoder (hours on a CPU, minutes on a GPU).
 """
 
@@ -74,6 +76,8 @@ def main() -> None:
             head_epochs=60,
             head_patience=15,
             head_select="headline",
+            score_loss="huber",
+            huber_delta=0.5,
         )
     t0 = time.time()
     summary = run_train([args.labels], args.model_dir, **options)

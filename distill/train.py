@@ -48,7 +48,11 @@ class TrainConfig:
     lr: float = 5e-5
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
-    loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # type CE, domain CE, score MSE
+    loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # type CE, domain CE, score loss
+    score_loss: str = (
+        "huber"  # or "mse"; Huber = MSE within +-huber_delta, linear beyond (robust to outliers)
+    )
+    huber_delta: float = 0.5
     soft_targets: bool = True
     class_balance: bool = False  # inverse-frequency class weights (sqrt-dampened) in the cross-entropies
     seed: int = 0
@@ -125,13 +129,22 @@ def seed_everything(seed: int) -> None:
 
 
 def multitask_loss(
-    out, batch: dict, weights=(1.0, 1.0, 1.0), class_weights: dict[str, torch.Tensor] | None = None
+    out,
+    batch: dict,
+    weights=(1.0, 1.0, 1.0),
+    class_weights: dict[str, torch.Tensor] | None = None,
+    score_loss: str = "mse",
+    huber_delta: float = 0.5,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """CE(type) + CE(domain) + MSE(score), weighted and summed; soft teacher targets when given.
 
     `class_weights` (per head, one weight per class) re-weights the cross-entropies, e.g. to favour
-    macro-F1 over accuracy on rare classes.
+    macro-F1 over accuracy on rare classes. `score_loss="huber"` uses 2 x Huber(`huber_delta`) for the
+    score: equal to the MSE for errors within the delta, linear beyond, so a few teacher scores far from
+    the text's cues do not dominate the score head.
     """
+    if score_loss not in ("mse", "huber"):
+        raise ValueError(f"score_loss must be mse or huber, not {score_loss!r}")
     class_weights = class_weights or {}
 
     def ce(head, logits):
@@ -148,7 +161,9 @@ def multitask_loss(
     parts = {
         "document_type": ce("document_type", out.document_type_logits),
         "domain": ce("domain", out.domain_logits),
-        "educational_score": F.mse_loss(out.educational_score.float(), batch["educational_score"]),
+        "educational_score": F.mse_loss(out.educational_score.float(), batch["educational_score"])
+        if score_loss == "mse"
+        else 2 * F.huber_loss(out.educational_score.float(), batch["educational_score"], delta=huber_delta),
     }
     loss = sum(w * p for w, p in zip(weights, parts.values(), strict=True))
     return loss, {k: float(v.detach()) for k, v in parts.items()}
@@ -259,7 +274,8 @@ def fit_heads(
     progress: bool = False,
     tokens: Tokens | None = None,
     select: str = "loss",
-    average: int = 0,
+    score_loss: str = "mse",
+    huber_delta: float = 0.5,
 ) -> dict:
     """Train only the heads of `model` (in place) on pooled embeddings of `data`.
 
@@ -270,10 +286,6 @@ def fit_heads(
 
     AdamW with cosine decay; with `valid`, keeps the heads of the epoch with the lowest validation
     loss and stops after `patience` epochs without improvement. Returns the loss history.
-
-    `average=K` (with `valid`) also tries the mean of the head parameters of the K best validation
-    epochs (weight averaging along one trajectory, which flattens the epoch-to-epoch noise of a small
-    validation set) and keeps it when its validation criterion beats the best single epoch.
     """
     if select not in ("loss", "headline"):
         raise ValueError(f"select must be loss or headline, not {select!r}")
@@ -287,13 +299,15 @@ def fit_heads(
         vx, vy = valid[0].float(), targets(valid[1], soft_targets)
         vtokens = valid[2] if len(valid) > 2 else None
     gen = torch.Generator().manual_seed(seed)
-    history, best, best_state, bad, top = [], math.inf, None, 0, []
+    history, best, best_state, bad = [], math.inf, None, 0
     for epoch in tqdm(range(epochs), desc="heads", disable=not progress):
         model.train()
         total = 0.0
         for idx in torch.randperm(len(x), generator=gen).split(batch_size):
             out = _heads(model, x[idx], tokens, idx)
-            loss, _ = multitask_loss(out, {k: v[idx] for k, v in y.items()}, loss_weights, class_weights)
+            loss, _ = multitask_loss(
+                out, {k: v[idx] for k, v in y.items()}, loss_weights, class_weights, score_loss, huber_delta
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -303,12 +317,16 @@ def fit_heads(
         if valid is not None:
             model.eval()
             with torch.no_grad():
-                vloss, parts = multitask_loss(_heads(model, vx, vtokens), vy, loss_weights)
+                vloss, parts = multitask_loss(
+                    _heads(model, vx, vtokens),
+                    vy,
+                    loss_weights,
+                    score_loss=score_loss,
+                    huber_delta=huber_delta,
+                )
             record.update(valid_loss=float(vloss), **{f"valid_{k}": v for k, v in parts.items()})
             crit = float(vloss) if select == "loss" else -validation_headline(model, vx, valid[1], vtokens)
             record["valid_criterion"] = crit
-            if average > 1 and (len(top) < average or crit < top[-1][0]):
-                top = sorted([*top, (crit, epoch, _heads_state(model))], key=lambda t: t[:2])[:average]
             if crit < best - 1e-4:
                 best, best_state, bad = crit, _heads_state(model), 0
             else:
@@ -316,19 +334,6 @@ def fit_heads(
         history.append(record)
         if valid is not None and bad >= patience:
             break
-    averaged = None
-    if len(top) > 1:
-        mean_state = {
-            k: torch.stack([t[2][k].float() for t in top]).mean(0).to(v.dtype) for k, v in top[0][2].items()
-        }
-        model.load_state_dict(mean_state, strict=False)
-        model.eval()
-        with torch.no_grad():
-            vloss, _ = multitask_loss(_heads(model, vx, vtokens), vy, loss_weights)
-        crit = float(vloss) if select == "loss" else -validation_headline(model, vx, valid[1], vtokens)
-        averaged = {"epochs": [t[1] for t in top], "valid_criterion": crit, "kept": crit < best}
-        if crit < best:
-            best, best_state = crit, mean_state
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
     model.eval()
@@ -336,7 +341,6 @@ def fit_heads(
         "history": history,
         "epochs_run": len(history),
         "best_valid_loss": None if best_state is None else best,
-        "averaged": averaged,
     }
 
 
@@ -475,7 +479,9 @@ def train_encoder(
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 out = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            loss, _ = multitask_loss(out, batch, cfg.loss_weights, class_weights)
+            loss, _ = multitask_loss(
+                out, batch, cfg.loss_weights, class_weights, cfg.score_loss, cfg.huber_delta
+            )
             (loss / cfg.grad_accum).backward()
             if (step + 1) % cfg.grad_accum == 0 or step + 1 == len(loader):
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -607,6 +613,8 @@ def run_train(
             weight_decay=cfg.weight_decay,
             batch_size=cfg.head_batch_size,
             loss_weights=cfg.loss_weights,
+            score_loss=cfg.score_loss,
+            huber_delta=cfg.huber_delta,
             soft_targets=cfg.soft_targets,
             class_weights=balanced_class_weights(train) if cfg.class_balance else None,
             patience=cfg.head_patience,

@@ -284,3 +284,24 @@ def test_lexical_branch_trains_on_token_ids_and_forward_matches_the_heads_path(e
     full = predict_logits(model, tokenizer, texts, batch_size=7)
     for key in heads:
         np.testing.assert_allclose(full[key], heads[key], atol=2e-4, rtol=1e-4)
+
+
+def test_huber_score_loss_matches_mse_on_small_errors_and_caps_large_ones(labelled):
+    from types import SimpleNamespace
+
+    batch = {k: v[:8] for k, v in targets(labelled).items()}
+    gold = batch["educational_score"]
+
+    def score_part(pred, **kw):
+        out = SimpleNamespace(
+            document_type_logits=torch.zeros(8, len(DOCUMENT_TYPE_LABELS)),
+            domain_logits=torch.zeros(8, len(DOMAIN_LABELS)),
+            educational_score=pred,
+        )
+        return multitask_loss(out, batch, **kw)[1]["educational_score"]
+
+    near, far = gold + 0.3, gold + 3.0
+    assert score_part(near, score_loss="huber") == pytest.approx(score_part(near), rel=1e-5)
+    assert score_part(far, score_loss="huber") < 0.5 * score_part(far)
+    with pytest.raises(ValueError, match="score_loss"):
+        score_part(near, score_loss="l1")
