@@ -23,6 +23,14 @@ from pathlib import Path
 import yaml
 
 STAGES = ("ingest", "annotate", "train", "propagate", "subsets", "report")
+# Where each data stage writes under the run's output root (the report reads them back from here).
+STAGE_DIRS = {
+    "ingest": "ingest",
+    "annotate": "annotate",
+    "train": "model",
+    "propagate": "propagate",
+    "subsets": "subsets",
+}
 _TOP_KEYS = {"output", "inputs", "beam_args", "retries", "verify_hashes", *STAGES}
 
 
@@ -119,8 +127,7 @@ class Stage:
 def plan(cfg: RunConfig) -> list[Stage]:
     """The stages of a run, wired through the stage contracts (see COMMON stage contracts / docs)."""
     root = Path(cfg.output)
-    d = {name: str(root / name) for name in ("ingest", "annotate", "propagate", "subsets")}
-    d["train"] = str(root / "model")
+    d = {stage: str(root / sub) for stage, sub in STAGE_DIRS.items()}
     paragraphs = str(Path(d["ingest"]) / "paragraphs")
     labels = str(Path(d["annotate"]) / "labels")
     scored = str(Path(d["propagate"]) / "scored")

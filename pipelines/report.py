@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from pipelines.orchestrate import STAGE_DIRS
 from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, EDUCATIONAL_SCORES
 
 # The paper's published distribution (% of paragraphs at scores 1..5 by predicted label), from
@@ -28,13 +29,6 @@ PAPER_SCORE_TABLE: dict[str, tuple[float, ...]] = {
     "biomedical": (1.8, 9.4, 10.9, 75.3, 2.6),
     "clinical": (6.0, 23.4, 26.6, 44.0, 0.0),
     "other": (60.1, 29.4, 8.3, 2.1, 0.0),
-}
-STAGE_DIRS = {
-    "ingest": "ingest",
-    "annotate": "annotate",
-    "train": "model",
-    "propagate": "propagate",
-    "subsets": "subsets",
 }
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}
@@ -372,7 +366,7 @@ def _confusion_plot(agreement: dict):
 
 def _agreement_section(root: Path) -> str:
     title = "<section><h2>Student vs teacher agreement</h2>"
-    agreement = _read_json(root / "model" / "agreement.json")
+    agreement = _read_json(root / STAGE_DIRS["train"] / "agreement.json")
     if not agreement:
         return title + _na("model/agreement.json") + "</section>"
     rows = headline_agreement(agreement)

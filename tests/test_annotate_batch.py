@@ -21,14 +21,18 @@ def test_batch_labels_everything_retries_invalid_and_resumes(teacher_labels, tmp
         faults={"server_error": 0.1, "out_of_taxonomy": 0.1}, always=always, batch_polls=2, seed=5
     )
     with FakeOpenAI(config, str(teacher_labels)) as fake:
-        teacher = BatchTeacher(
-            "fake-teacher",
-            fake.base_url,
-            "sk-batch",
-            workdir=str(tmp_path / "batch"),
-            poll_interval_s=0.01,
-            max_rounds=4,
-        )
+
+        def batch_teacher() -> BatchTeacher:
+            return BatchTeacher(
+                "fake-teacher",
+                fake.base_url,
+                "sk-batch",
+                workdir=str(tmp_path / "batch"),
+                poll_interval_s=0.01,
+                max_rounds=4,
+            )
+
+        teacher = batch_teacher()
         ledger = Ledger(model="fake-teacher", price_factor=teacher.price_factor)
         result = label_paragraphs(rows, teacher, None, ledger)
         first = len(fake.batches)
@@ -48,14 +52,7 @@ def test_batch_labels_everything_retries_invalid_and_resumes(teacher_labels, tmp
         # rerun with the same requests: the recorded batches are resumed, nothing is submitted again
         again = label_paragraphs(
             rows,
-            BatchTeacher(
-                "fake-teacher",
-                fake.base_url,
-                "sk-batch",
-                workdir=str(tmp_path / "batch"),
-                poll_interval_s=0.01,
-                max_rounds=4,
-            ),
+            batch_teacher(),
             None,
             Ledger(),
         )

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.orchestrate import ConfigError, StageFailed, load_config, run
+from pipelines.orchestrate import STAGE_DIRS, ConfigError, StageFailed, load_config, run
 from pipelines.recipe import load_recipe
 from pipelines.schemas import LABELS, PARAGRAPHS, SCORED, SUBSET_DOCUMENTS
 from pipelines.subsets import article_factor, read_documents
@@ -35,13 +35,6 @@ ARTICLES = [
     "PMC8082418.xml",
 ]
 DATA_STAGES = ("ingest", "annotate", "train", "propagate", "subsets")
-STAGE_DIRS = {
-    "ingest": "ingest",
-    "annotate": "annotate",
-    "train": "model",
-    "propagate": "propagate",
-    "subsets": "subsets",
-}
 
 
 def make_config(tmp: Path, inputs: list[str]) -> Path:
