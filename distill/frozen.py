@@ -9,6 +9,7 @@ by (backbone, max length, text) so a retrain only embeds paragraphs it has not s
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,7 @@ class EmbeddingCache:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp.npz")
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npz")  # ranks of one DDP job may race
         keys = list(self.vectors)
         np.savez(tmp, keys=np.array(keys), vectors=np.stack([self.vectors[k] for k in keys]))
         tmp.replace(self.path)

@@ -1,11 +1,16 @@
 """Train the multi-task student on teacher labels: `run_train` is the stage's entry point.
 
 Two modes share one model class and one export:
-- full fine-tuning (default): AdamW, linear warm-up and decay, bf16 autocast where the hardware has
-  it, dynamic padding with length-grouped batches, gradient accumulation, per-epoch checkpoints and
-  resume, early stopping on validation loss, DDP under `torchrun`;
-- `freeze_encoder=True`: embed once (cached), train only the heads on the pooled vectors
-  (`fit_heads`): seconds instead of hours on a CPU.
+- fine-tuning (default), as linear probing then fine-tuning (LP-FT): the heads are first fitted on the
+  frozen encoder's cached embeddings (`fit_heads`, seconds), then the whole model fine-tunes from
+  there with AdamW (the encoder at `lr`, the already-fitted heads at `fine_tune_head_lr`), linear
+  warm-up and decay, bf16 autocast where the hardware has it, dynamic padding with length-grouped
+  batches, gradient accumulation, per-epoch checkpoints and resume, early stopping on validation,
+  DDP under `torchrun`. Starting from fitted heads keeps random-head gradients from distorting the
+  pretrained features; the starting point is itself a validation candidate, so fine-tuning can only
+  replace it by doing better on the validation articles;
+- `freeze_encoder=True`: the probe alone (embed once, cached; train only the heads): seconds instead
+  of hours on a CPU.
 Either way the temperatures are fitted on the validation articles and the agreement with the teacher
 is measured on held-out articles (the test part when there is one).
 """
@@ -18,7 +23,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from distill.config import TrainConfig
 from distill.data import (
     LabelledSet,
     LengthGroupedSampler,
@@ -35,58 +41,6 @@ from distill.data import (
     split_by_article,
 )
 from distill.model import DEFAULT_BACKBONE, StudentModel, resolve_backbone
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run (also written into the model card)."""
-
-    max_seq_length: int = 256
-    epochs: int = 3
-    batch_size: int = 16
-    grad_accum: int = 1
-    lr: float = 5e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    loss_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # type CE, domain CE, score loss
-    score_loss: str = (
-        "huber"  # or "mse"; Huber = MSE within +-huber_delta, linear beyond (robust to outliers)
-    )
-    huber_delta: float = 0.5
-    soft_targets: bool = True
-    class_balance: bool = False  # inverse-frequency class weights (sqrt-dampened) in the cross-entropies
-    seed: int = 0
-    valid_fraction: float = 0.1
-    test_fraction: float = 0.1
-    patience: int = 2
-    precision: str = "auto"  # auto | fp32 | bf16
-    device: str = "auto"
-    resume: bool = True
-    keep_checkpoints: bool = False
-    freeze_encoder: bool = False
-    head_hidden: int = 0
-    bow_dim: int = 64  # lexical branch over the wordpieces (StudentConfig.bow_dim); 0 = encoder only
-    bow_mode: str = "both"  # concat | wide | both (StudentConfig.bow_mode)
-    bow_bigram_buckets: int = 50_000  # hashed wordpiece-pair rows in the lexical branch (StudentConfig)
-    head_epochs: int = 200
-    head_lr: float = 1e-3
-    head_batch_size: int = 128
-    head_patience: int = 20
-    head_select: str = "headline"  # keep the heads of the epoch with the best validation loss | headline
-    dropout: float = 0.1
-    cache_dir: str | None = None
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_kwargs(cls, **kw) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(kw) - known
-        if unknown:
-            raise TypeError(f"unknown training options: {sorted(unknown)}")
-        if "loss_weights" in kw:
-            kw["loss_weights"] = tuple(float(w) for w in kw["loss_weights"])
-        return cls(**kw)
 
 
 def select_device(device: str = "auto") -> torch.device:
@@ -183,10 +137,13 @@ def targets(data: LabelledSet, soft: bool = True) -> dict[str, torch.Tensor]:
     return t
 
 
-def balanced_class_weights(data: LabelledSet) -> dict[str, torch.Tensor]:
-    """Per-head class weights ~ 1/sqrt(frequency), normalised to mean 1 over the training rows."""
+def balanced_class_weights(data: LabelledSet, config) -> dict[str, torch.Tensor]:
+    """Per-head class weights ~ 1/sqrt(frequency), normalised to mean 1 over the training rows.
+
+    One weight per label of `config` (a StudentConfig), also for labels absent from `data`."""
     out = {}
-    for head, k in (("document_type", data.document_type.max() + 1), ("domain", data.domain.max() + 1)):
+    for head in ("document_type", "domain"):
+        k = len(getattr(config, f"{head}_labels"))
         y = getattr(data, head)
         counts = np.bincount(y, minlength=int(k)).astype(np.float64)
         w = 1.0 / np.sqrt(np.maximum(counts, 1.0))
@@ -340,16 +297,15 @@ def fit_heads(
     return {
         "history": history,
         "epochs_run": len(history),
-        "best_valid_loss": None if best_state is None else best,
+        "best_valid_criterion": None if best_state is None else best,
     }
 
 
-def validation_headline(model: StudentModel, x: torch.Tensor, data: LabelledSet, tokens=None) -> float:
-    """type F1 + type kappa + domain F1 + score r - score MAE of the heads on `data` (higher is better)."""
+def headline_criterion(raw: dict[str, np.ndarray], data: LabelledSet, config) -> float:
+    """type F1 + type kappa + domain F1 + score r - score MAE of raw head outputs on `data` (higher is
+    better): what early stopping and checkpoint selection maximise with `head_select="headline"`."""
     from distill.metrics import agreement, headline
 
-    raw = head_outputs(model, x, tokens=tokens)
-    dt, dm = model.config.document_type_labels, model.config.domain_labels
     h = headline(
         agreement(
             {
@@ -360,12 +316,10 @@ def validation_headline(model: StudentModel, x: torch.Tensor, data: LabelledSet,
             {
                 "document_type": raw["document_type_logits"].argmax(1),
                 "domain": raw["domain_logits"].argmax(1),
-                "educational_score": np.clip(
-                    raw["educational_score"], model.config.score_min, model.config.score_max
-                ),
+                "educational_score": np.clip(raw["educational_score"], config.score_min, config.score_max),
             },
-            document_type_labels=list(dt),
-            domain_labels=list(dm),
+            document_type_labels=list(config.document_type_labels),
+            domain_labels=list(config.domain_labels),
         )
     )
     h = {k: 0.0 if np.isnan(v) else v for k, v in h.items()}
@@ -376,6 +330,11 @@ def validation_headline(model: StudentModel, x: torch.Tensor, data: LabelledSet,
         + h["educational_score_pearson"]
         - h["educational_score_mae"]
     )
+
+
+def validation_headline(model: StudentModel, x: torch.Tensor, data: LabelledSet, tokens=None) -> float:
+    """`headline_criterion` of the heads on cached embeddings `x` of `data`."""
+    return headline_criterion(head_outputs(model, x, tokens=tokens), data, model.config)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -425,7 +384,7 @@ def train_encoder(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
-    class_weights = balanced_class_weights(train) if cfg.class_balance else None
+    class_weights = balanced_class_weights(train, model.config) if cfg.class_balance else None
     pad = tokenizer.pad_token_id or 0
     train_ds = TextDataset(train, tokenizer, cfg.max_seq_length, soft_targets=cfg.soft_targets)
     sampler = LengthGroupedSampler(
@@ -442,17 +401,29 @@ def train_encoder(
         )
 
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-            "weight_decay": cfg.weight_decay,
-        },
-        {
-            "params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
-            "weight_decay": 0.0,
-        },
-    ]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr)
+    groups = {}  # (encoder?, decayed?) -> params; the encoder at cfg.lr, the heads at fine_tune_head_lr
+    for n, p in model.named_parameters():
+        groups.setdefault((n.startswith("encoder."), not any(k in n for k in no_decay)), []).append(p)
+    opt = torch.optim.AdamW(
+        [
+            {
+                "params": params,
+                "lr": cfg.lr if encoder else cfg.fine_tune_head_lr,
+                "weight_decay": cfg.weight_decay if decayed else 0.0,
+            }
+            for (encoder, decayed), params in groups.items()
+        ]
+    )
+
+    def criterion() -> float:
+        """Validation criterion of the current weights (lower is better), per `cfg.head_select`."""
+        if cfg.head_select == "loss":
+            return validation_loss(model, valid_loader, device, amp, cfg.loss_weights)
+        from distill.predict import predict_logits
+
+        raw = predict_logits(model, tokenizer, valid.texts, batch_size=cfg.batch_size * 2)
+        return -headline_criterion(raw, valid, model.config)
+
     steps_per_epoch = math.ceil(len(sampler) / cfg.grad_accum)
     total_steps = max(1, steps_per_epoch * cfg.epochs)
     sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
@@ -467,6 +438,13 @@ def train_encoder(
         sched.load_state_dict(state["scheduler"])
         start_epoch, best, bad, history = state["epoch"] + 1, state["best"], state["bad"], state["history"]
         torch.set_rng_state(state["rng"])
+
+    if start_epoch == 0 and rank == 0 and valid_loader is not None:
+        # The starting point (e.g. the probe's heads) is the first candidate: keep it unless beaten.
+        best = criterion()
+        history.append({"epoch": -1, "valid_criterion": best})
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), best_path)
 
     stop = False
     for epoch in range(start_epoch, cfg.epochs):
@@ -494,10 +472,10 @@ def train_encoder(
         record = {"epoch": epoch, "train_loss": running / max(1, seen)}
         if rank == 0:
             if valid_loader is not None:
-                vloss = validation_loss(model, valid_loader, device, amp, cfg.loss_weights)
-                record["valid_loss"] = vloss
-                if vloss < best - 1e-4:
-                    best, bad = vloss, 0
+                crit = criterion()
+                record["valid_criterion"] = crit
+                if crit < best - 1e-4:
+                    best, bad = crit, 0
                     ckpt_dir.mkdir(parents=True, exist_ok=True)
                     torch.save(model.state_dict(), best_path)
                 else:
@@ -526,13 +504,67 @@ def train_encoder(
     model.eval()
     return {
         "history": history,
-        "epochs_run": len(history),
-        "best_valid_loss": None if math.isinf(best) else best,
+        "epochs_run": sum(1 for r in history if r["epoch"] >= 0),
+        "best_valid_criterion": None if math.isinf(best) else best,
     }
 
 
 def default_cache_dir() -> str:
     return os.environ.get("BIOMED_ENRICH_CACHE", str(Path.home() / ".cache" / "biomed-enrich"))
+
+
+def fit_probe(
+    model: StudentModel,
+    tokenizer,
+    train: LabelledSet,
+    valid: LabelledSet,
+    test: LabelledSet,
+    cfg: TrainConfig,
+) -> tuple[dict, dict | None, dict | None]:
+    """Fit the heads (and lexical branch) on the frozen encoder's cached embeddings of `train`.
+
+    Returns the fit record and the raw head outputs on `valid` and on the held-out part (`test`, or
+    `valid` when there is no test part).
+    """
+    from distill.frozen import EmbeddingCache
+
+    t0 = time.time()
+    model.to(select_device(cfg.device))
+    cache = EmbeddingCache(cfg.cache_dir or default_cache_dir(), model.config.backbone, cfg.max_seq_length)
+
+    def embed(d: LabelledSet) -> torch.Tensor | None:
+        return cache.embed(model, tokenizer, d.texts, progress=cfg.progress) if len(d) else None
+
+    def tok(d: LabelledSet) -> Tokens | None:
+        return tokenize_for_heads(tokenizer, d.texts, cfg.max_seq_length) if cfg.bow_dim and len(d) else None
+
+    emb_train, emb_valid, emb_test = embed(train), embed(valid), embed(test)
+    embed_seconds = time.time() - t0
+    tok_train, tok_valid, tok_test = tok(train), tok(valid), tok(test)
+    fit = fit_heads(
+        model,
+        emb_train,
+        train,
+        tokens=tok_train,
+        select=cfg.head_select,
+        valid=(emb_valid, valid, tok_valid) if emb_valid is not None else None,
+        epochs=cfg.head_epochs,
+        lr=cfg.head_lr,
+        weight_decay=cfg.weight_decay,
+        batch_size=cfg.head_batch_size,
+        loss_weights=cfg.loss_weights,
+        score_loss=cfg.score_loss,
+        huber_delta=cfg.huber_delta,
+        soft_targets=cfg.soft_targets,
+        class_weights=balanced_class_weights(train, model.config) if cfg.class_balance else None,
+        patience=cfg.head_patience,
+        seed=cfg.seed,
+        progress=cfg.progress,
+    )
+    fit["embed_seconds"] = embed_seconds
+    valid_raw = head_outputs(model, emb_valid, tokens=tok_valid) if emb_valid is not None else None
+    held_raw = head_outputs(model, emb_test, tokens=tok_test) if emb_test is not None else valid_raw
+    return fit, valid_raw, held_raw
 
 
 def run_train(
@@ -552,7 +584,7 @@ def run_train(
     from distill.calibrate import fit_temperatures
     from distill.evaluate import evaluate_outputs
     from distill.export import export_student
-    from distill.frozen import EmbeddingCache
+    from distill.metrics import headline
     from distill.predict import predict_logits
 
     cfg = TrainConfig.from_kwargs(**kw)
@@ -585,49 +617,19 @@ def run_train(
     workdir.mkdir(parents=True, exist_ok=True)
 
     t0 = time.time()
-    if cfg.freeze_encoder:
-        device = select_device(cfg.device)
-        model.to(device)
-        cache = EmbeddingCache(cfg.cache_dir or default_cache_dir(), backbone, cfg.max_seq_length)
-        embed = lambda d: cache.embed(model, tokenizer, d.texts, progress=cfg.progress)  # noqa: E731
-        emb_train = embed(train)
-        emb_valid = embed(valid) if len(valid) else None
-        emb_test = embed(test) if len(test) else None
-        embed_seconds = time.time() - t0
-
-        def tok(d: LabelledSet):
-            return (
-                tokenize_for_heads(tokenizer, d.texts, cfg.max_seq_length) if cfg.bow_dim and len(d) else None
-            )
-
-        tok_train, tok_valid, tok_test = tok(train), tok(valid), tok(test)
-        fit = fit_heads(
-            model,
-            emb_train,
-            train,
-            tokens=tok_train,
-            select=cfg.head_select,
-            valid=(emb_valid, valid, tok_valid) if emb_valid is not None else None,
-            epochs=cfg.head_epochs,
-            lr=cfg.head_lr,
-            weight_decay=cfg.weight_decay,
-            batch_size=cfg.head_batch_size,
-            loss_weights=cfg.loss_weights,
-            score_loss=cfg.score_loss,
-            huber_delta=cfg.huber_delta,
-            soft_targets=cfg.soft_targets,
-            class_weights=balanced_class_weights(train) if cfg.class_balance else None,
-            patience=cfg.head_patience,
-            seed=cfg.seed,
-            progress=cfg.progress,
-        )
-        fit["embed_seconds"] = embed_seconds
-        valid_raw = head_outputs(model, emb_valid, tokens=tok_valid) if len(valid) else None
-        held_raw = head_outputs(model, emb_test, tokens=tok_test) if len(test) else valid_raw
-    else:
+    resuming = cfg.resume and (workdir / "checkpoint" / "state.pt").exists()
+    fit = {}
+    if cfg.freeze_encoder or (cfg.probe_first and not resuming):
+        fit, valid_raw, held_raw = fit_probe(model, tokenizer, train, valid, test, cfg)
+    if not cfg.freeze_encoder:
+        probe = None
+        if fit and held_raw is not None:  # the probe's own held-out headline: what fine-tuning added
+            probe = {k: v for k, v in fit.items() if k != "history"}
+            probe["headline"] = headline(evaluate_outputs(held_raw, held_out, model.config))
         fit = train_encoder(model, tokenizer, train, valid if len(valid) else None, cfg, str(workdir))
         if rank != 0:
             return {"rank": rank}
+        fit["probe"] = probe
         model.to("cpu")
         valid_raw = predict_logits(model, tokenizer, valid.texts, batch_size=64) if len(valid) else None
         held_raw = valid_raw if not len(test) else predict_logits(model, tokenizer, test.texts, batch_size=64)
@@ -645,7 +647,9 @@ def run_train(
     summary = {
         "labels": list(labels),
         "backbone": backbone,
-        "mode": "frozen_encoder" if cfg.freeze_encoder else "fine_tune",
+        "mode": "frozen_encoder"
+        if cfg.freeze_encoder
+        else ("probe_then_fine_tune" if cfg.probe_first else "fine_tune"),
         "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
         "data": data.stats(),
         "sizes": {

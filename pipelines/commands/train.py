@@ -6,6 +6,8 @@ import json
 
 import typer
 
+from distill.config import TrainConfig
+
 
 def command(
     labels: list[str] = typer.Option(
@@ -29,35 +31,52 @@ def command(
         help="Encoder: the embedded default, or any Hugging Face encoder name or path.",
     ),
     epochs: int = typer.Option(
-        3, "--epochs", min=1, help="Fine-tuning epochs (upper bound: early stopping)."
+        TrainConfig.epochs, "--epochs", min=1, help="Fine-tuning epochs (upper bound: early stopping)."
     ),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
+    batch_size: int = typer.Option(TrainConfig.batch_size, "--batch-size", min=1),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Gradient accumulation steps."),
-    lr: float = typer.Option(5e-5, "--lr", help="Peak learning rate (linear warm-up, then linear decay)."),
+    lr: float = typer.Option(
+        TrainConfig.lr, "--lr", help="Encoder peak learning rate (linear warm-up, then linear decay)."
+    ),
     max_seq_length: int = typer.Option(
-        256, "--max-seq-length", min=16, help="Truncate paragraphs to this many tokens."
+        TrainConfig.max_seq_length,
+        "--max-seq-length",
+        min=16,
+        help="Truncate paragraphs to this many tokens.",
     ),
     freeze_encoder: bool = typer.Option(
         False,
         "--freeze-encoder",
-        help="Embed once (cached) and train only the heads: seconds, not hours, on a CPU.",
+        help="Embed once (cached) and train only the heads: minutes, not hours, on a CPU.",
+    ),
+    probe_first: bool = typer.Option(
+        TrainConfig.probe_first,
+        "--probe-first/--no-probe-first",
+        help="Fine-tune from heads first fitted on the frozen encoder (LP-FT), not from random heads.",
     ),
     head_hidden: int = typer.Option(
-        0, "--head-hidden", min=0, help="Shared hidden layer before the heads (0 = linear)."
+        TrainConfig.head_hidden,
+        "--head-hidden",
+        min=0,
+        help="Shared hidden layer before the heads (0 = linear).",
     ),
     head_epochs: int = typer.Option(
-        200, "--head-epochs", min=1, help="Head-training epochs with --freeze-encoder."
+        TrainConfig.head_epochs, "--head-epochs", min=1, help="Epochs of the frozen-encoder head fit (probe)."
     ),
     hard_labels: bool = typer.Option(
         False, "--hard-labels", help="Ignore the teacher's distributions (*_probs)."
     ),
     class_balance: bool = typer.Option(
-        False, "--class-balance", help="Weight rare classes up in the cross-entropies (favours macro-F1)."
+        TrainConfig.class_balance,
+        "--class-balance/--no-class-balance",
+        help="Weight rare classes up in the cross-entropies (favours macro-F1).",
     ),
     valid_fraction: float = typer.Option(
-        0.1, "--valid-fraction", help="Articles for early stopping and calibration."
+        TrainConfig.valid_fraction, "--valid-fraction", help="Articles for early stopping and calibration."
     ),
-    test_fraction: float = typer.Option(0.1, "--test-fraction", help="Articles held out for agreement.json."),
+    test_fraction: float = typer.Option(
+        TrainConfig.test_fraction, "--test-fraction", help="Articles held out for agreement.json."
+    ),
     precision: str = typer.Option(
         "auto", "--precision", help="auto | fp32 | bf16 (auto: bf16 where the hardware has it)."
     ),
@@ -84,6 +103,7 @@ def command(
         lr=lr,
         max_seq_length=max_seq_length,
         freeze_encoder=freeze_encoder,
+        probe_first=probe_first,
         head_hidden=head_hidden,
         head_epochs=head_epochs,
         soft_targets=not hard_labels,
