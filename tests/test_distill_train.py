@@ -15,7 +15,7 @@ from distill.baseline import evaluate_baseline
 from distill.calibrate import fit_temperature
 from distill.data import load_labels, split_by_article
 from distill.frozen import EmbeddingCache, embed_texts
-from distill.metrics import headline, nll, softmax
+from distill.metrics import bootstrap_headline_difference, headline, nll, softmax
 from distill.model import StudentModel, resolve_backbone
 from distill.predict import logits_to_labels, predict, predict_logits
 from distill.train import (
@@ -216,6 +216,27 @@ def test_fine_tuning_starts_from_the_probe_and_keeps_it_unless_beaten(teacher_la
     assert probe["epochs_run"] > 0 and summary["fit"]["epochs_run"] == 1
     assert headline(summary["metrics"]) == pytest.approx(probe["headline"])
     assert json.loads((tmp_path / "model" / "agreement.json").read_text())["mode"] == summary["mode"]
+
+
+def test_article_bootstrap_of_the_lead_is_zero_for_a_tie_and_positive_for_a_real_lead(labelled):
+    data = labelled.subset(range(600))
+    truth = {
+        "document_type": data.document_type,
+        "domain": data.domain,
+        "educational_score": data.educational_score,
+    }
+    rng = np.random.default_rng(0)
+    noisy = {k: v.copy() for k, v in truth.items()}
+    flip = rng.random(len(data)) < 0.3  # 30% of the paragraphs get another paragraph's labels
+    for k in noisy:
+        noisy[k][flip] = rng.permutation(truth[k])[flip]
+    labels = {"document_type_labels": list(DOCUMENT_TYPE_LABELS), "domain_labels": list(DOMAIN_LABELS)}
+    tie = bootstrap_headline_difference(truth, noisy, noisy, data.articles, n=50, **labels)
+    assert all(v["difference"] == v["ci95_low"] == v["ci95_high"] == 0 for v in tie.values())
+    lead = bootstrap_headline_difference(truth, truth, noisy, data.articles, n=200, **labels)
+    assert lead["educational_score_mae"]["ci95_high"] < 0
+    for k in ("document_type_f1", "document_type_kappa", "domain_f1", "educational_score_pearson"):
+        assert 0 < lead[k]["ci95_low"] <= lead[k]["difference"] <= lead[k]["ci95_high"], (k, lead[k])
 
 
 def test_logits_to_labels_uses_temperatures_release_order_and_clamps():
