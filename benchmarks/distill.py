@@ -10,7 +10,7 @@ on the same validation part), scores both on the test articles, and writes
 The student is `biomed-enrich train`'s default (`distill.config.TrainConfig`): heads and a lexical
 branch (a mean bag of learned wordpiece + hashed wordpiece-pair embeddings: the cues TF-IDF uses, at
 no inference cost) first fitted on the frozen encoder's cached embeddings (the probe), then the whole
-model fine-tuned from there for two epochs (LP-FT; ~25 min on 2 CPU cores, a minute on a GPU). Every
+model fine-tuned from there for two epochs (LP-FT; ~30 min on 2 CPU cores, about a minute on a GPU). Every
 choice is made on the validation articles: the epoch kept, the Huber score loss (MSE within 0.5
 points, linear beyond), the temperatures. The probe's own test metrics are written beside the final
 ones. `--freeze-encoder` stops after the probe (the demo's fast mode).
