@@ -39,14 +39,14 @@ def main() -> None:
     parser.add_argument("--max-seq-length", type=int, default=256)
     args = parser.parse_args()
 
-    import numpy as np
     import torch
     from transformers import AutoTokenizer
 
-    from distill.baseline import fit_baseline, predict_baseline
+    from distill.baseline import evaluate_baseline
     from distill.data import load_labels, split_by_article
+    from distill.evaluate import raw_to_predictions
     from distill.frozen import embed_texts
-    from distill.metrics import PAPER, agreement, bootstrap_headline_difference, headline
+    from distill.metrics import PAPER, bootstrap_headline_difference, headline
     from distill.model import StudentModel, resolve_backbone
     from distill.predict import predict_logits
     from distill.train import run_train
@@ -57,17 +57,8 @@ def main() -> None:
     train, valid, test = data.subset(train_idx), data.subset(valid_idx), data.subset(test_idx)
 
     labels = {"document_type_labels": list(DOCUMENT_TYPE_LABELS), "domain_labels": list(DOMAIN_LABELS)}
-    truth = {
-        "document_type": test.document_type,
-        "domain": test.domain,
-        "educational_score": test.educational_score,
-    }
     t0 = time.time()
-    fitted = fit_baseline(train, valid)
-    baseline_pred = predict_baseline(
-        fitted, test.texts, {"document_type": len(DOCUMENT_TYPE_LABELS), "domain": len(DOMAIN_LABELS)}
-    )
-    baseline = {**agreement(truth, baseline_pred, **labels), "chosen_regularisation": fitted["chosen"]}
+    baseline, baseline_pred = evaluate_baseline(train, valid, test, **labels)
     baseline_seconds = time.time() - t0
 
     options = dict(max_seq_length=args.max_seq_length, freeze_encoder=args.freeze_encoder, **SPLIT)
@@ -91,12 +82,8 @@ def main() -> None:
     # Paired bootstrap over held-out articles: is the lead larger than the luck of the split?
     student = StudentModel.from_pretrained(args.model_dir)
     raw = predict_logits(student, AutoTokenizer.from_pretrained(args.model_dir), test.texts, batch_size=64)
-    student_pred = {
-        "document_type": raw["document_type_logits"].argmax(1),
-        "domain": raw["domain_logits"].argmax(1),
-        "educational_score": np.clip(raw["educational_score"], 1.0, 5.0),
-    }
-    lead = bootstrap_headline_difference(truth, student_pred, baseline_pred, test.articles, **labels)
+    student_pred = raw_to_predictions(raw, student.config)
+    lead = bootstrap_headline_difference(test.truth(), student_pred, baseline_pred, test.articles, **labels)
 
     ours, theirs = headline(summary["metrics"]), headline(baseline)
     lower_is_better = {"educational_score_mae"}

@@ -84,20 +84,17 @@ def evaluate_baseline(
     *,
     document_type_labels,
     domain_labels,
-) -> dict:
-    """Fit on `train` (tuned on `valid`), score `held_out`: the same metrics as the student."""
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """Fit on `train` (tuned on `valid`), score `held_out`: the same metrics as the student, and the
+    predictions they were computed from (for paired comparisons with the student)."""
     baseline = fit_baseline(train, valid)
     n_classes = {"document_type": len(document_type_labels), "domain": len(domain_labels)}
     pred = predict_baseline(baseline, held_out.texts, n_classes)
     metrics = agreement(
-        {
-            "document_type": held_out.document_type,
-            "domain": held_out.domain,
-            "educational_score": held_out.educational_score,
-        },
+        held_out.truth(),
         pred,
         document_type_labels=list(document_type_labels),
         domain_labels=list(domain_labels),
     )
     metrics["chosen_regularisation"] = baseline["chosen"]
-    return metrics
+    return metrics, pred

@@ -61,6 +61,14 @@ class LabelledSet:
     def stats(self) -> dict:
         return {"read": self.read, "kept": len(self), "skipped": dict(self.skipped)}
 
+    def truth(self) -> dict[str, np.ndarray]:
+        """The teacher's labels as `distill.metrics.agreement` takes them."""
+        return {
+            "document_type": self.document_type,
+            "domain": self.domain,
+            "educational_score": self.educational_score,
+        }
+
 
 def _article_key(row: dict) -> str | None:
     for key in ("article_id", "pmcid", "article_file"):

@@ -8,10 +8,9 @@ from distill.data import LabelledSet
 from distill.metrics import agreement
 
 
-def evaluate_outputs(
-    raw: dict[str, np.ndarray], data: LabelledSet, config, *, temperatures: dict | None = None
-) -> dict:
-    """Metrics of raw head outputs against `data` (temperatures default to the config's)."""
+def raw_to_predictions(raw: dict[str, np.ndarray], config, *, temperatures: dict | None = None) -> dict:
+    """Raw head outputs as `distill.metrics.agreement` takes predictions: class indices, clamped
+    scores and (temperature-scaled, by default with the config's temperatures) class probabilities."""
     from distill.predict import logits_to_labels
 
     class _Cfg:  # the config with other temperatures, without mutating it
@@ -30,19 +29,22 @@ def evaluate_outputs(
     pred = logits_to_labels(raw["document_type_logits"], raw["domain_logits"], raw["educational_score"], cfg)
     dt_index = {n: i for i, n in enumerate(config.document_type_labels)}
     dm_index = {n: i for i, n in enumerate(config.domain_labels)}
+    return {
+        "document_type": np.array([dt_index[n] for n in pred["document_type"]], dtype=np.int64),
+        "domain": np.array([dm_index[n] for n in pred["domain"]], dtype=np.int64),
+        "educational_score": pred["educational_score"],
+        "document_type_probs": pred["document_type_scores"],
+        "domain_probs": pred["domain_scores"],
+    }
+
+
+def evaluate_outputs(
+    raw: dict[str, np.ndarray], data: LabelledSet, config, *, temperatures: dict | None = None
+) -> dict:
+    """Metrics of raw head outputs against `data` (temperatures default to the config's)."""
     return agreement(
-        {
-            "document_type": data.document_type,
-            "domain": data.domain,
-            "educational_score": data.educational_score,
-        },
-        {
-            "document_type": np.array([dt_index[n] for n in pred["document_type"]], dtype=np.int64),
-            "domain": np.array([dm_index[n] for n in pred["domain"]], dtype=np.int64),
-            "educational_score": pred["educational_score"],
-            "document_type_probs": pred["document_type_scores"],
-            "domain_probs": pred["domain_scores"],
-        },
+        data.truth(),
+        raw_to_predictions(raw, config, temperatures=temperatures),
         document_type_labels=list(config.document_type_labels),
         domain_labels=list(config.domain_labels),
     )

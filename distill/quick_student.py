@@ -14,23 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from distill.frozen import embed_texts
 from distill.model import DEFAULT_BACKBONE, StudentModel, resolve_backbone
-
-
-@torch.no_grad()
-def _embed(model: StudentModel, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 32):
-    pooled = []
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        enc = tokenizer(
-            [texts[i] for i in idx], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
-        )
-        pooled.append((idx, model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).pooled))
-    out = torch.zeros(len(texts), model.config.encoder["hidden_size"])
-    for idx, p in pooled:
-        out[idx] = p
-    return out
 
 
 def fit_heads(
@@ -49,7 +34,7 @@ def fit_heads(
     """Fit the three heads (encoder frozen) on real labelled paragraphs; returns the model in eval mode."""
     torch.manual_seed(seed)
     model.eval()
-    x = _embed(model, tokenizer, texts, embed_max_length)
+    x = embed_texts(model, tokenizer, list(texts), max_length=embed_max_length, progress=False)
     doc_index = {label: i for i, label in enumerate(model.config.document_type_labels)}
     dom_index = {label: i for i, label in enumerate(model.config.domain_labels)}
     y_doc = torch.tensor([doc_index[d] for d in document_types])

@@ -304,25 +304,10 @@ def fit_heads(
 def headline_criterion(raw: dict[str, np.ndarray], data: LabelledSet, config) -> float:
     """type F1 + type kappa + domain F1 + score r - score MAE of raw head outputs on `data` (higher is
     better): what early stopping and checkpoint selection maximise with `head_select="headline"`."""
-    from distill.metrics import agreement, headline
+    from distill.evaluate import evaluate_outputs
+    from distill.metrics import headline
 
-    h = headline(
-        agreement(
-            {
-                "document_type": data.document_type,
-                "domain": data.domain,
-                "educational_score": data.educational_score,
-            },
-            {
-                "document_type": raw["document_type_logits"].argmax(1),
-                "domain": raw["domain_logits"].argmax(1),
-                "educational_score": np.clip(raw["educational_score"], config.score_min, config.score_max),
-            },
-            document_type_labels=list(config.document_type_labels),
-            domain_labels=list(config.domain_labels),
-        )
-    )
-    h = {k: 0.0 if np.isnan(v) else v for k, v in h.items()}
+    h = {k: 0.0 if np.isnan(v) else v for k, v in headline(evaluate_outputs(raw, data, config)).items()}
     return (
         h["document_type_f1"]
         + h["document_type_kappa"]

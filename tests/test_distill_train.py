@@ -220,11 +220,7 @@ def test_fine_tuning_starts_from_the_probe_and_keeps_it_unless_beaten(teacher_la
 
 def test_article_bootstrap_of_the_lead_is_zero_for_a_tie_and_positive_for_a_real_lead(labelled):
     data = labelled.subset(range(600))
-    truth = {
-        "document_type": data.document_type,
-        "domain": data.domain,
-        "educational_score": data.educational_score,
-    }
+    truth = data.truth()
     rng = np.random.default_rng(0)
     noisy = {k: v.copy() for k, v in truth.items()}
     flip = rng.random(len(data)) < 0.3  # 30% of the paragraphs get another paragraph's labels
@@ -256,14 +252,14 @@ def test_logits_to_labels_uses_temperatures_release_order_and_clamps():
 def test_tfidf_baseline_runs_on_the_same_split(labelled):
     small = labelled.subset(range(600))
     train, valid, test = split_by_article(small.articles, valid_fraction=0.15, test_fraction=0.25, seed=0)
-    m = evaluate_baseline(
+    m, pred = evaluate_baseline(
         small.subset(train),
         small.subset(valid),
         small.subset(test),
         document_type_labels=DOCUMENT_TYPE_LABELS,
         domain_labels=DOMAIN_LABELS,
     )
-    assert m["educational_score"]["n"] == len(test)
+    assert m["educational_score"]["n"] == len(test) == len(pred["educational_score"])
     assert m["educational_score"]["pearson"] > 0.2
     assert m["domain"]["accuracy"] > np.bincount(small.domain[test]).max() / len(test) - 0.05
 
@@ -276,7 +272,7 @@ def test_default_student_on_all_labels_beats_tfidf_on_the_class_heads(teacher_la
         [str(teacher_labels)], str(tmp_path / "model"), freeze_encoder=True, progress=False, **split
     )
     train, valid, test = split_by_article(labelled.articles, **split)
-    baseline = evaluate_baseline(
+    baseline, _ = evaluate_baseline(
         labelled.subset(train),
         labelled.subset(valid),
         labelled.subset(test),
