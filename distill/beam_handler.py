@@ -69,6 +69,7 @@ class StudentModelHandler(ModelHandler[dict, PredictionResult, Scorer]):
         self._scored = Metrics.counter(METRICS_NAMESPACE, "paragraphs_scored")
         self._tokens = Metrics.counter(METRICS_NAMESPACE, "tokens")
         self._truncated = Metrics.counter(METRICS_NAMESPACE, "truncated_paragraphs")
+        self._precision = Metrics.string_set(METRICS_NAMESPACE, "precision")
 
     def load_model(self) -> Scorer:
         self.set_environment_vars()
@@ -83,6 +84,8 @@ class StudentModelHandler(ModelHandler[dict, PredictionResult, Scorer]):
         self._scored.inc(len(batch))
         self._tokens.inc(out["tokens"])
         self._truncated.inc(out["truncated"])
+        if out.get("precision"):
+            self._precision.add(out["precision"])
         if progress is None and self._progress_total is not None:
             self._tick()(len(batch))
         return [

@@ -11,8 +11,10 @@ Where the speed comes from (each option is measured in `benchmarks/propagate.py`
   full when the clipped text does not fill the budget, so clipping never changes an answer.
 - Tokenisation overlapped with compute: a background thread tokenises and collates the next chunk
   while the model runs (the Rust tokenizer releases the GIL).
-- Precision: bf16 autocast on GPUs and on CPUs with native bf16 (AVX512-BF16/AMX); fp32 elsewhere,
-  where bf16 is emulated and slower. SDPA attention is the encoder's default.
+- Precision: fp32 unless this process measured bf16 to be both faster and label-preserving. `auto`
+  on a device with native bf16 (CUDA, AVX512-BF16/AMX CPUs) times fp32 and bf16 on the first real
+  texts it scores and keeps bf16 only if it is faster and agrees on >= 99.5 % of labels; everywhere
+  else (bf16 emulated) it is fp32. int8 quantisation runs in fp32. SDPA attention is the default.
 - Optional: int8 dynamic quantisation of Linear layers (CPU only) and `torch.compile`.
 - On CUDA: pinned host memory and non-blocking copies.
 """
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,6 +35,12 @@ import numpy as np
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# `auto` keeps bf16 only if it agrees with fp32 on at least this share of labels (each head) ...
+MIN_BF16_AGREEMENT = 0.995
+# ... measured on up to this many of the first texts scored (once per model and device per process).
+CALIBRATION_TEXTS = 256
+# "1"/"0" overrides the native-bf16 probe: simulates a bf16 CPU (tests) or forbids bf16 calibration.
+NATIVE_BF16_ENV = "BIOMED_ENRICH_NATIVE_BF16"
 # Padded tokens per forward pass: small on CPU (less padding, matmuls already efficient; measured in
 # benchmarks/propagate.py), large on GPU (fills the device; MiniLM activations are small).
 DEFAULT_BATCH_TOKENS = {"cpu": 4096, "cuda": 65536}
@@ -44,7 +54,7 @@ class InferenceOptions:
     """How to run the student. Defaults are the fastest measured setting that keeps answers."""
 
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto: bf16 where the hardware has it natively, else fp32
+    precision: str = "auto"  # auto: fp32 unless bf16 measured faster and label-preserving (see top)
     quantize: bool = False  # int8 dynamic quantisation of Linear layers (CPU only)
     compile: bool = False  # torch.compile the encoder (dynamic shapes)
     batch_tokens: int | None = None  # padded tokens per forward pass; None: DEFAULT_BATCH_TOKENS[device type]
@@ -56,6 +66,8 @@ class InferenceOptions:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.quantize and self.precision == "bf16":
+            raise ValueError("--quantize runs int8 kernels in fp32: use --precision fp32 or auto with it")
         if (
             (self.batch_tokens is not None and self.batch_tokens < 1)
             or self.max_batch_size < 1
@@ -79,7 +91,10 @@ def select_device(device: str = "auto", *, cuda_available: bool | None = None) -
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 matmuls run natively (not emulated) on `device`."""
+    """Whether bf16 matmuls run natively (not emulated) on `device`; `BIOMED_ENRICH_NATIVE_BF16` overrides."""
+    forced = os.environ.get(NATIVE_BF16_ENV)
+    if forced in ("0", "1"):
+        return forced == "1"
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":
@@ -87,15 +102,58 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def select_dtype(precision: str, device: torch.device, *, native: bool | None = None) -> torch.dtype:
-    """The autocast dtype: bf16 if asked or (auto) if native on the device, else fp32."""
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The dtype a scorer runs in and why (goes to the run log, propagate_stats.json and counters)."""
+
+    dtype: torch.dtype
+    reason: str
+
+    def label(self) -> str:
+        return f"{str(self.dtype).replace('torch.', '')}: {self.reason}"
+
+
+def select_dtype(
+    precision: str, device: torch.device, *, native: bool | None = None, quantize: bool = False
+) -> PrecisionChoice | None:
+    """The precision to run in, or None when `auto` must measure bf16 first (see `choose_precision`)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp32":
-        return torch.float32
+        return PrecisionChoice(torch.float32, "requested")
+    if quantize:
+        if precision == "bf16":
+            raise ValueError("int8 dynamic quantisation runs in fp32: use precision fp32 or auto with it")
+        return PrecisionChoice(torch.float32, "auto: int8 quantisation runs in fp32")
     if precision == "bf16":
-        return torch.bfloat16
-    return torch.bfloat16 if (native_bf16(device) if native is None else native) else torch.float32
+        return PrecisionChoice(torch.bfloat16, "requested")
+    if not (native_bf16(device) if native is None else native):
+        return PrecisionChoice(torch.float32, f"auto: no native bf16 on {device.type}")
+    return None
+
+
+def choose_precision(fp32_seconds: float, bf16_seconds: float, agreement: float, n: int) -> PrecisionChoice:
+    """The `auto` rule: bf16 only if measured faster than fp32 and keeping >= MIN_BF16_AGREEMENT of labels."""
+    speed = fp32_seconds / max(bf16_seconds, 1e-9)
+    measured = f"{n} texts, bf16 {speed:.2f}x fp32 speed, {agreement:.1%} labels kept"
+    if bf16_seconds < fp32_seconds and agreement >= MIN_BF16_AGREEMENT:
+        return PrecisionChoice(torch.bfloat16, f"auto: calibrated ({measured})")
+    return PrecisionChoice(torch.float32, f"auto: calibrated, bf16 not kept ({measured})")
+
+
+def label_agreement(config, a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> float:
+    """The lowest share of equal labels over the classification heads of two sets of raw outputs."""
+    la, lb = labels_from_outputs(config, *a), labels_from_outputs(config, *b)
+    if not la:
+        return 1.0
+    return min(
+        float(np.mean([x[head] == y[head] for x, y in zip(la, lb, strict=True)]))
+        for head in ("document_type", "domain")
+    )
+
+
+# One calibration per (model, device) per process: every batch after it runs in the same precision.
+_CALIBRATED: dict[tuple[str, str], PrecisionChoice] = {}
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -245,7 +303,7 @@ class Scorer:
     ):
         self.options = options
         self.device = select_device(options.device)
-        self.dtype = select_dtype(options.precision, self.device)
+        self.precision = select_dtype(options.precision, self.device, quantize=options.quantize)
         self.max_seq_length = int(options.max_seq_length or model.config.max_seq_length)
         self.batch_tokens = options.batch_tokens or DEFAULT_BATCH_TOKENS.get(self.device.type, 4096)
         self.tokenizer = tokenizer
@@ -264,13 +322,37 @@ class Scorer:
             self.forward = torch.compile(model, dynamic=True)
         self.stats = {"paragraphs": 0, "tokens": 0, "padded_tokens": 0, "truncated": 0}
 
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The dtype the model runs in; None until `auto` has calibrated on the first texts."""
+        return self.precision.dtype if self.precision else None
+
     def describe(self) -> dict:
         return {
             **asdict(self.options),
             "batch_tokens": self.batch_tokens,
             "device": str(self.device),
-            "dtype": str(self.dtype).replace("torch.", ""),
+            "precision_used": self.precision.label() if self.precision else "auto: not calibrated yet",
         }
+
+    def _calibrate(self, texts: Sequence[str]) -> PrecisionChoice:
+        """Time fp32 and bf16 on the first texts and apply `choose_precision` (once per model and device)."""
+        key = (self.name, str(self.device))
+        if key not in _CALIBRATED:
+            sample = list(texts[:CALIBRATION_TEXTS])
+            before = dict(self.stats)
+            seconds, outputs = {}, {}
+            for dtype in (torch.float32, torch.bfloat16):
+                self._predict(sample[:8], dtype)  # warm-up: kernel selection is not part of the timing
+                started = time.perf_counter()
+                outputs[dtype] = self._predict(sample, dtype)
+                seconds[dtype] = time.perf_counter() - started
+            self.stats = before
+            agreement = label_agreement(self.config, outputs[torch.float32], outputs[torch.bfloat16])
+            _CALIBRATED[key] = choose_precision(
+                seconds[torch.float32], seconds[torch.bfloat16], agreement, len(sample)
+            )
+        return _CALIBRATED[key]
 
     def _prepare(self, texts: Sequence[str]) -> list[tuple[list[int], dict[str, torch.Tensor]]]:
         """Tokenise one chunk and collate its token-budget batches (runs in the prefetch thread)."""
@@ -325,6 +407,13 @@ class Scorer:
     @torch.inference_mode()
     def predict_arrays(self, texts: Sequence[str], progress: Callable[[int], None] | None = None):
         """Raw head outputs (document_type logits, domain logits, score) in input order, as float32 arrays."""
+        if self.precision is None and len(texts):
+            self.precision = self._calibrate(texts)
+        return self._predict(texts, self.dtype or torch.float32, progress)
+
+    def _predict(
+        self, texts: Sequence[str], dtype: torch.dtype, progress: Callable[[int], None] | None = None
+    ):
         n = len(texts)
         doc = np.zeros((n, len(self.config.document_type_labels)), dtype=np.float32)
         dom = np.zeros((n, len(self.config.domain_labels)), dtype=np.float32)
@@ -332,7 +421,7 @@ class Scorer:
         for start, prepared in self._prefetched(texts):
             for batch, tensors in prepared:
                 inputs = to_device(tensors, self.device)
-                with autocast(self.device, self.dtype):
+                with autocast(self.device, dtype):
                     out = self.forward(**inputs)
                 rows = np.asarray(batch) + start
                 doc[rows] = out.document_type_logits.float().cpu().numpy()
@@ -355,6 +444,7 @@ class Scorer:
         return {
             "predictions": predictions,
             "model_id": self.name,
+            "precision": self.precision.label() if self.precision else None,
             **{k: self.stats[k] - before[k] for k in ("tokens", "padded_tokens", "truncated")},
         }
 

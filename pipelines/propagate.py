@@ -9,6 +9,7 @@ The same transform runs on DirectRunner (progress bar), Dataflow GPU workers and
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -202,6 +203,11 @@ def run_propagate(
     written = count_rows(parquet_files([dataset_dir(output, "scored")])) if total else 0
     dead = _count_dead(output)
     seconds = time.time() - started
+    counters = _counters(result)
+    precision = {"requested": options.precision, "used": counters.pop("precision", [])}
+    logging.getLogger(__name__).warning(
+        "propagate precision: %s (requested %s)", "; ".join(precision["used"]) or "none", options.precision
+    )
     stats = {
         "stage": STAGE,
         "inputs": files,
@@ -214,8 +220,9 @@ def run_propagate(
         "seconds": round(seconds, 2),
         "paragraphs_per_s": round(written / seconds, 2) if seconds else None,
         "options": {**options.__dict__, "large_model": large_model},
+        "precision": precision,
         "runner": runner,
-        "counters": _counters(result),
+        "counters": counters,
     }
     write_json(stats, FileSystems.join(output, f"{STAGE}_stats.json"))
     if not stats["complete"]:
@@ -224,11 +231,14 @@ def run_propagate(
 
 
 def _counters(result) -> dict:
-    """Our Beam counters, where the runner reports them."""
+    """Our Beam counters and string sets (sorted lists), where the runner reports them."""
     if result is None:
         return {}
     try:
         metrics = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
     except Exception:  # some runners do not support metric queries
         return {}
-    return {c.key.metric.name: c.committed for c in metrics["counters"]}
+    found = {c.key.metric.name: c.committed for c in metrics["counters"]}
+    for s in metrics.get("string_sets", []):
+        found[s.key.metric.name] = sorted(set(found.get(s.key.metric.name, [])) | set(s.committed or ()))
+    return found

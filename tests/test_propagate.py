@@ -18,9 +18,12 @@ import pytest
 import torch
 
 from distill.inference import (
+    MIN_BF16_AGREEMENT,
+    NATIVE_BF16_ENV,
     InferenceOptions,
     Scorer,
     autocast,
+    choose_precision,
     clean_text,
     collate,
     labels_from_outputs,
@@ -70,7 +73,8 @@ def test_fast_path_agrees_with_reference_fp32(student, paragraphs):
     model, tokenizer = student
     texts = paragraphs["text"].to_pylist()
     # Small budgets and chunks so several chunks are prefetched and batches are length-sorted.
-    scorer = Scorer(model, tokenizer, InferenceOptions(batch_tokens=2048, chunk_size=40, prefetch=2))
+    options = InferenceOptions(precision="fp32", batch_tokens=2048, chunk_size=40, prefetch=2)
+    scorer = Scorer(model, tokenizer, options)
     fast = scorer.score(texts)
     ref = reference_scores(model, tokenizer, texts, batch_size=32, pad_to_max=False)
     assert len(fast) == len(ref) == len(texts)
@@ -99,12 +103,48 @@ def test_bf16_autocast_path_runs_on_cpu_and_keeps_most_labels(student, paragraph
     assert np.mean([f["document_type"] == r["document_type"] for f, r in zip(fast, ref, strict=True)]) >= 0.9
 
 
-def test_int8_quantized_path_runs_on_cpu(student, paragraphs):
+def test_auto_precision_on_a_native_bf16_cpu_keeps_the_fp32_answers(student, paragraphs, monkeypatch):
+    """On a CPU that reports native bf16, `auto` used to pick bf16 blindly (label agreement 0.99/0.975).
+
+    Now it measures bf16 against fp32 on the first texts and keeps it only if faster and >= 99.5 % of
+    labels agree, so on these (calibration) texts `auto` agrees with the fp32 reference at that level
+    on any machine; here (bf16 emulated, slower) it must be exactly fp32.
+    """
+    monkeypatch.setenv(NATIVE_BF16_ENV, "1")
+    model, tokenizer = student
+    texts = paragraphs["text"].to_pylist()
+    scorer = Scorer(model, tokenizer, InferenceOptions(precision="auto"), name="auto-calibration-test")
+    assert scorer.dtype is None  # undecided until it has measured
+    fast = scorer.score(texts)
+    assert "calibrated" in scorer.precision.reason and f"{len(texts)} texts" in scorer.precision.reason
+    ref = reference_scores(model, tokenizer, texts, pad_to_max=False)
+    for head in ("document_type", "domain"):
+        assert np.mean([f[head] == r[head] for f, r in zip(fast, ref, strict=True)]) >= MIN_BF16_AGREEMENT
+    if scorer.dtype == torch.float32:
+        assert [f["document_type"] for f in fast] == [r["document_type"] for r in ref]
+        np.testing.assert_allclose(
+            [f["educational_score"] for f in fast], [r["educational_score"] for r in ref], atol=1e-4
+        )
+    assert scorer.describe()["precision_used"].startswith(str(scorer.dtype).replace("torch.", ""))
+
+
+def test_choose_precision_keeps_bf16_only_when_faster_and_label_preserving():
+    assert choose_precision(2.0, 1.0, 1.0, 256).dtype == torch.bfloat16
+    assert choose_precision(2.0, 1.0, MIN_BF16_AGREEMENT - 0.001, 256).dtype == torch.float32
+    assert choose_precision(1.0, 1.1, 1.0, 256).dtype == torch.float32
+    assert "0.91x" in choose_precision(1.0, 1.1, 1.0, 256).reason
+
+
+def test_int8_quantized_path_runs_on_cpu(student, paragraphs, monkeypatch):
+    monkeypatch.setenv(NATIVE_BF16_ENV, "1")  # int8 must run in fp32 even where bf16 is native
     model, tokenizer = student
     texts = paragraphs["text"].to_pylist()[:24]
     scorer = Scorer(model, tokenizer, InferenceOptions(quantize=True))
+    assert scorer.dtype == torch.float32 and "int8" in scorer.precision.reason
     out = scorer.score(texts)
     assert [o["document_type"] in DOCUMENT_TYPE_LABELS for o in out] == [True] * len(texts)
+    with pytest.raises(ValueError, match="fp32"):
+        InferenceOptions(quantize=True, precision="bf16")
 
 
 def test_odd_texts_do_not_crash_and_keep_order(student):
@@ -185,12 +225,16 @@ def test_device_and_precision_selection_cpu_and_cuda_branches():
     with pytest.raises(RuntimeError):
         select_device("cuda", cuda_available=False)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert select_dtype("auto", cuda, native=True) == torch.bfloat16
-    assert select_dtype("auto", cpu, native=False) == torch.float32
-    assert select_dtype("fp32", cuda, native=True) == torch.float32
-    assert select_dtype("bf16", cpu, native=False) == torch.bfloat16
+    assert select_dtype("auto", cuda, native=True) is None  # measured on the first texts
+    assert select_dtype("auto", cpu, native=True) is None
+    assert select_dtype("auto", cpu, native=False).dtype == torch.float32
+    assert select_dtype("auto", cuda, native=True, quantize=True).dtype == torch.float32
+    assert select_dtype("fp32", cuda, native=True).dtype == torch.float32
+    assert select_dtype("bf16", cpu, native=False).dtype == torch.bfloat16
     with pytest.raises(ValueError):
         select_dtype("fp16", cpu)
+    with pytest.raises(ValueError):
+        select_dtype("bf16", cpu, quantize=True)
     # The autocast and copy helpers on CPU tensors (the CUDA branch pins and copies asynchronously).
     batch = collate([[101, 7, 102]], pad_id=0)
     moved = to_device(batch, cpu)
@@ -223,7 +267,7 @@ def test_run_propagate_directrunner_writes_every_row(student_dir, paragraphs, tm
     pq.write_table(table, inputs / "a.parquet")
     pq.write_table(odd, inputs / "b.parquet")
     out = tmp_path / "out"
-    stats = run_propagate([str(inputs)], str(student_dir), str(out), progress=False)
+    stats = run_propagate([str(inputs)], str(student_dir), str(out), progress=False, precision="fp32")
 
     n_in = table.num_rows + odd.num_rows
     scored = pq.read_table(sorted((out / "scored").glob("part-*.parquet")))
@@ -231,7 +275,9 @@ def test_run_propagate_directrunner_writes_every_row(student_dir, paragraphs, tm
     assert stats["read"] == n_in and stats["complete"]
     assert scored.num_rows + len(dead) == n_in
     assert [d["reason"] for d in dead] == ["missing_text"]  # the one null text; everything else is scored
-    assert json.loads((out / "propagate_stats.json").read_text())["written"] == scored.num_rows
+    written_stats = json.loads((out / "propagate_stats.json").read_text())
+    assert written_stats["written"] == scored.num_rows
+    assert written_stats["precision"] == {"requested": "fp32", "used": ["float32: requested"]}
     for field in SCORE_COLUMNS:
         assert scored.schema.field(field.name).type == field.type
     assert "pmcid" in scored.column_names  # columns we do not know pass through
@@ -249,6 +295,18 @@ def test_run_propagate_directrunner_writes_every_row(student_dir, paragraphs, tm
     ]
     assert np.mean(agree) >= 0.995
     assert Counter(by_id[i]["model_id"] for i in by_id).most_common(1)[0][1] == scored.num_rows
+
+
+def test_run_propagate_rejects_int8_with_bf16_before_scoring(student_dir, paragraphs, tmp_path):
+    """int8 kernels under bf16 autocast raised in every batch, so every row was dead-lettered."""
+    from pipelines.propagate import run_propagate
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pq.write_table(paragraphs.slice(0, 4).select(["id", "text"]), inputs / "a.parquet")
+    with pytest.raises(ValueError, match="fp32"):
+        run_propagate([str(inputs)], str(student_dir), str(tmp_path / "out"), quantize=True, precision="bf16")
+    assert not (tmp_path / "out" / "scored").exists()
 
 
 def test_cli_help_lists_the_options():

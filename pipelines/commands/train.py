@@ -78,7 +78,7 @@ def command(
         TrainConfig.test_fraction, "--test-fraction", help="Articles held out for agreement.json."
     ),
     precision: str = typer.Option(
-        "auto", "--precision", help="auto | fp32 | bf16 (auto: bf16 where the hardware has it)."
+        "auto", "--precision", help="auto | fp32 | bf16 (auto: fp32 on CPU, bf16 on CUDA)."
     ),
     seed: int = typer.Option(0, "--seed"),
     no_resume: bool = typer.Option(
