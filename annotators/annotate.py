@@ -24,12 +24,20 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from apache_beam.io.filesystems import FileSystems
 
+from annotators.budget import (
+    PAID_TEACHERS,
+    PILOT_SAMPLE,
+    affordable_sample,
+    estimate,
+    require_limit,
+)
 from annotators.cache import AnswerCache, cache_key
 from annotators.ledger import Ledger, load_price_table
 from annotators.prompts import PROMPT_VERSION, prompt_fingerprint
 from annotators.sampling import STRATA_COLUMNS, sample_table
 from annotators.taxonomy import Answer
 from annotators.teachers import Outcome, Teacher, make_teacher, resolve_api_key
+from annotators.teachers.openai_chat import MAX_ANSWER_TOKENS
 from pipelines.io import dataset_dir, dead_letter, parquet_files, write_json, write_table
 from pipelines.schemas import LABELS, conform
 
@@ -240,15 +248,39 @@ def run_annotate(
     cache_path: str | None = None,
     use_beam: bool = False,
     progress: bool = True,
+    budget_tokens: int | None = None,
+    budget_usd: float | None = None,
+    dry_run: bool = False,
     **teacher_kw: Any,
 ) -> dict:
     """Sample `paragraphs` datasets, label the sample, write `<output>/labels/`, dead letters and stats.
 
     `teacher_kw` goes to the backend (concurrency, rpm, tpm, timeout, response_mode, logprobs, ...).
     With `use_beam` (or Beam flags in `beam_args`) the labelling runs as a Beam pipeline.
+    A paid teacher (openai, batch) needs `sample`, `fraction` or a budget (see `annotators.budget`);
+    `dry_run` returns the estimated spend of the sample and sends nothing, writes nothing.
+    Raises `NothingLabelled` (after writing the dead letters and stats) when the teacher labels none
+    of a non-empty sample.
     """
     began = time.time()
+    require_limit(teacher, sample, fraction, budget_tokens, budget_usd)
+    if teacher in PAID_TEACHERS and not model:
+        raise ValueError(f"the {teacher} teacher needs --model")
+    prices = load_price_table(price_table)
+    plan_kw = dict(
+        model=model or teacher,
+        prices=prices,
+        price_factor=0.5 if teacher == "batch" else 1.0,  # BatchTeacher.price_factor
+        prompt_version=teacher_kw.get("prompt_version", PROMPT_VERSION),
+        max_tokens=teacher_kw.get("max_tokens", MAX_ANSWER_TOKENS),
+    )
+    if sample is None and fraction is None and (budget_tokens or budget_usd):
+        pilot_rows, _ = read_sample(paragraphs, PILOT_SAMPLE, None, seed)
+        sample = affordable_sample(estimate(pilot_rows, **plan_kw), budget_tokens, budget_usd)
     rows, n_paragraphs = read_sample(paragraphs, sample, fraction, seed)
+    plan = estimate(rows, **plan_kw)
+    if dry_run:
+        return {"stage": STAGE, "dry_run": True, "teacher": teacher, "pool": n_paragraphs, "estimate": plan}
     if teacher != "replay":
         teacher_kw.setdefault("progress", progress)
     if teacher == "batch":
@@ -263,8 +295,10 @@ def run_annotate(
     )
     ledger = Ledger(
         model=the_teacher.model,
-        prices=load_price_table(price_table),
+        prices=prices,
         price_factor=getattr(the_teacher, "price_factor", 1.0),
+        budget_tokens=budget_tokens,
+        budget_usd=budget_usd,
     )
     cache = AnswerCache(cache_path or default_cache_path(output)) if the_teacher.cacheable else None
     _clear(FileSystems.join(dataset_dir(output, "labels"), "*.parquet"))
@@ -304,9 +338,32 @@ def run_annotate(
         "written": n_labelled,
         "dead_lettered": sum(reasons.values()),
         "dead_letter_reasons": dict(reasons),
+        "estimate": plan,
         "ledger": ledger.summary(),
         "seconds": round(time.time() - began, 3),
     }
     write_json(stats, FileSystems.join(output, f"{STAGE}_stats.json"))
     log.info("%s", ledger.format())
+    if rows and not n_labelled:
+        raise NothingLabelled(nothing_labelled_message(teacher, len(rows), reasons, output))
     return stats
+
+
+class NothingLabelled(RuntimeError):
+    """The teacher labelled none of a non-empty sample: training on it would silently use no labels."""
+
+
+def nothing_labelled_message(teacher: str, n: int, reasons: Counter, output: str) -> str:
+    """Why nothing was labelled and what to do instead."""
+    why = ", ".join(f"{k}: {v}" for k, v in reasons.most_common())
+    message = f"the {teacher} teacher labelled 0 of {n} sampled paragraphs ({why})"
+    if teacher == "replay":
+        message += (
+            "; the replay teacher only knows the paragraphs it has recordings for (by default the packaged "
+            "PMC sample): label new paragraphs with a live teacher, --teacher openai --base-url URL "
+            "--model M (any OpenAI-compatible server, e.g. vLLM), or pass --recordings FILE with labels "
+            "for them"
+        )
+    elif reasons.get("budget_exhausted"):
+        message += "; the budget does not cover one paragraph: raise --budget-tokens/--budget-usd"
+    return message + f" (dead letters: {output}/dead_letter)"

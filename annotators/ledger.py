@@ -58,7 +58,29 @@ class Ledger:
     output_tokens: int = 0
     errors: Counter = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
+    budget_tokens: int | None = None  # input + output tokens this run may spend (None: no limit)
+    budget_usd: float | None = None  # money this run may spend, at `prices` x `price_factor`
+    _reserved: list[int] = field(default_factory=lambda: [0, 0], repr=False)  # in/out tokens in flight
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def reserve(self, input_tokens: int, output_tokens: int) -> bool:
+        """Book a request's worst-case tokens before sending it; False if it could break the budget."""
+        with self._lock:
+            spent_in = self.input_tokens + self._reserved[0] + input_tokens
+            spent_out = self.output_tokens + self._reserved[1] + output_tokens
+            if self.budget_tokens is not None and spent_in + spent_out > self.budget_tokens:
+                return False
+            if self.budget_usd is not None and self._cost_of(spent_in, spent_out) > self.budget_usd:
+                return False
+            self._reserved[0] += input_tokens
+            self._reserved[1] += output_tokens
+            return True
+
+    def release(self, input_tokens: int, output_tokens: int) -> None:
+        """Drop a reservation once its request has been recorded (or abandoned)."""
+        with self._lock:
+            self._reserved[0] -= input_tokens
+            self._reserved[1] -= output_tokens
 
     def record_call(
         self, latency_s: float, input_tokens: int = 0, output_tokens: int = 0, error: str | None = None
@@ -80,11 +102,11 @@ class Ledger:
             self.cache_hits += n
 
     def _cost(self, price: dict[str, float]) -> float:
-        return (
-            (self.input_tokens * price["input"] + self.output_tokens * price["output"])
-            / 1e6
-            * self.price_factor
-        )
+        return self._cost_of(self.input_tokens, self.output_tokens, price)
+
+    def _cost_of(self, input_tokens: int, output_tokens: int, price: dict[str, float] | None = None) -> float:
+        price = price or price_for(self.prices, self.model)
+        return (input_tokens * price["input"] + output_tokens * price["output"]) / 1e6 * self.price_factor
 
     def cost_usd(self) -> float:
         return self._cost(price_for(self.prices, self.model))
@@ -110,6 +132,7 @@ class Ledger:
                 "price_per_1m_tokens": price,
                 "price_factor": self.price_factor,
                 "cost_usd": round(self._cost(price), 6),
+                "budget": {"tokens": self.budget_tokens, "usd": self.budget_usd},
             }
 
     def format(self) -> str:

@@ -91,6 +91,7 @@ def test_beam_openai_with_faults_labels_or_dead_letters_everything(teacher_label
             teacher="openai",
             base_url=fake.base_url,
             model="fake-teacher",
+            fraction=1.0,
             use_beam=True,
             timeout=2.0,
         )

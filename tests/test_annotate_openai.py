@@ -135,6 +135,7 @@ def test_api_key_never_appears_in_logs_errors_or_outputs(
             teacher="openai",
             base_url=fake.base_url,
             model="fake-teacher",
+            fraction=1.0,
             max_invalid=0,
             max_attempts=2,
             backoff_s=0.001,
@@ -149,6 +150,7 @@ def test_api_key_never_appears_in_logs_errors_or_outputs(
                 teacher="openai",
                 base_url=fake.base_url,
                 model="fake-teacher",
+                fraction=1.0,
             )
     captured = capsys.readouterr()
     texts = [caplog.text, captured.out, captured.err, str(wrong.value), repr(wrong.value)]

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent(
     import sys
     from annotators.annotate import run_annotate
     run_annotate([sys.argv[1]], sys.argv[2], teacher="openai", base_url=sys.argv[3], model="fake-teacher",
-                 concurrency=2, progress=False)
+                 fraction=1.0, concurrency=2, progress=False)
     """
 )
 
@@ -56,7 +56,12 @@ def test_kill_9_and_restart_makes_no_repeated_calls(teacher_labels, tmp_path, mo
         assert 0 < len(cached) < len(rows)
 
         stats = run_annotate(
-            [str(paragraphs)], str(out), teacher="openai", base_url=fake.base_url, model="fake-teacher"
+            [str(paragraphs)],
+            str(out),
+            teacher="openai",
+            base_url=fake.base_url,
+            model="fake-teacher",
+            fraction=1.0,
         )
         new_calls = {
             sha: n - killed_at.get(sha, 0) for sha, n in fake.attempts.items() if n > killed_at.get(sha, 0)
@@ -68,6 +73,11 @@ def test_kill_9_and_restart_makes_no_repeated_calls(teacher_labels, tmp_path, mo
 
         before = fake.requests
         run_annotate(
-            [str(paragraphs)], str(out), teacher="openai", base_url=fake.base_url, model="fake-teacher"
+            [str(paragraphs)],
+            str(out),
+            teacher="openai",
+            base_url=fake.base_url,
+            model="fake-teacher",
+            fraction=1.0,
         )
         assert fake.requests == before  # a finished run costs nothing to redo

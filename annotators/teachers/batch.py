@@ -18,11 +18,11 @@ import openai
 
 from annotators.cache import text_sha256
 from annotators.ledger import Ledger
-from annotators.prompts import build_messages
+from annotators.prompts import build_messages, estimate_tokens
 from annotators.taxonomy import InvalidAnswer
 from annotators.teachers.base import OnResult, Outcome, TeacherError
 from annotators.teachers.completions import answer_from_completion
-from annotators.teachers.openai_chat import OpenAITeacher, Rejected, Transient, classify
+from annotators.teachers.openai_chat import BUDGET_DETAIL, OpenAITeacher, Rejected, Transient, classify
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,14 @@ class BatchTeacher(OpenAITeacher):
             ]
         return batch.status, results, errors
 
+    # -- budget ------------------------------------------------------------------------------------
+    def _estimate(self, row: dict) -> tuple[int, int]:
+        return estimate_tokens(build_messages(row, self.prompt_version)), self.max_tokens
+
+    def _affordable(self, rows: list[dict], chunk: list[int], ledger: Ledger) -> list[int]:
+        """The rows of `chunk` whose worst-case tokens fit the ledger's budget (reserved until ingested)."""
+        return [i for i in chunk if ledger.reserve(*self._estimate(rows[i]))]
+
     # -- the teacher interface -----------------------------------------------------------------------
     def label(self, rows: list[dict], ledger: Ledger, on_result: OnResult | None = None) -> list[Outcome]:
         os.makedirs(self.workdir, exist_ok=True)
@@ -157,7 +165,14 @@ class BatchTeacher(OpenAITeacher):
                 break
             retry: list[int] = []
             for start in range(0, len(pending), self.max_requests_per_batch):
-                chunk = pending[start : start + self.max_requests_per_batch]
+                wanted = pending[start : start + self.max_requests_per_batch]
+                chunk = self._affordable(rows, wanted, ledger)
+                for i in sorted(set(wanted) - set(chunk)):
+                    outcomes[i] = Outcome(reason="budget_exhausted", detail=BUDGET_DETAIL)
+                    if on_result:
+                        on_result(i, outcomes[i])
+                if not chunk:
+                    continue
                 ids = [f"{i}-{text_sha256(rows[i]['text'])[:16]}" for i in chunk]
                 path = os.path.join(
                     self.workdir, f"requests-r{round_no}-{start // self.max_requests_per_batch:05d}.jsonl"
@@ -167,6 +182,8 @@ class BatchTeacher(OpenAITeacher):
                 status, results, errors = self.run_batch(client, path, digest)
                 took = time.monotonic() - began
                 error_by_id = {e.get("custom_id"): e for e in errors}
+                for i in chunk:
+                    ledger.release(*self._estimate(rows[i]))
                 for i, custom_id in zip(chunk, ids, strict=True):
                     outcome = self._ingest(
                         results.get(custom_id), error_by_id.get(custom_id), status, ledger, took

@@ -41,6 +41,8 @@ from annotators.teachers.completions import answer_from_completion
 log = logging.getLogger(__name__)
 
 PLACEHOLDER_KEY = "no-key"  # self-hosted servers (vLLM, TGI) accept any key; the client needs one
+BUDGET_DETAIL = "not sent: its worst case could exceed the budget"
+MAX_ANSWER_TOKENS = 64  # the JSON answer is ~25 tokens; the cap bounds what a request can cost
 
 
 class Transient(Exception):
@@ -105,7 +107,7 @@ class OpenAITeacher:
         logprobs: bool = True,
         top_logprobs: int = 5,
         temperature: float = 0.0,
-        max_tokens: int = 64,
+        max_tokens: int = MAX_ANSWER_TOKENS,
         backoff_s: float = 0.5,
         backoff_max_s: float = 30.0,
         prompt_version: str = PROMPT_VERSION,
@@ -257,12 +259,15 @@ class OpenAITeacher:
     # -- a whole list, concurrently ---------------------------------------------------------------
     async def _one(self, client, sem, limiter, row: dict, ledger: Ledger) -> Outcome:
         messages = build_messages(row, self.prompt_version)
-        estimate = estimate_tokens(messages) + self.max_tokens
+        prompt = estimate_tokens(messages)
+        estimate = prompt + self.max_tokens
         transient = invalid = 0
         while True:
             delay = 0.0
             async with sem:
                 await limiter.acquire(estimate)
+                if not ledger.reserve(prompt, self.max_tokens):
+                    return Outcome(reason="budget_exhausted", detail=BUDGET_DETAIL)
                 try:
                     return Outcome(await self.attempt(client, messages, ledger))
                 except Transient as e:
@@ -279,6 +284,8 @@ class OpenAITeacher:
                         return Outcome(reason=e.reason, detail=self.redact(e.detail)[:500])
                 except Rejected as e:
                     return Outcome(reason=e.kind, detail=e.detail)
+                finally:
+                    ledger.release(prompt, self.max_tokens)
             ledger.record_retry()
             if delay:
                 await asyncio.sleep(delay)

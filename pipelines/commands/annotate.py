@@ -73,15 +73,29 @@ def command(
     beam: bool = typer.Option(
         False, "--beam", help="Run as a Beam pipeline (RunInference); extra --flags go to Beam."
     ),
+    budget_tokens: int | None = typer.Option(
+        None,
+        "--budget-tokens",
+        help="Spend at most this many tokens (in + out); without --sample/--fraction it sizes the sample.",
+    ),
+    budget_usd: float | None = typer.Option(
+        None, "--budget-usd", help="Spend at most this many USD (at the price table); sizes the sample too."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the sample size and estimated tokens and cost; send nothing."
+    ),
 ) -> None:
     """Select a deterministic stratified sample of PARAGRAPHS and have a teacher label it.
 
     Every sampled paragraph ends in OUTPUT/labels/ or OUTPUT/dead_letter/annotate-*.jsonl with a reason.
     Answers are cached durably: a rerun (or a killed and restarted run) pays nothing twice.
+    A paid teacher (openai, batch) needs --sample, --fraction or a budget; try --dry-run first.
+    The command fails if the teacher labels none of the sample.
     """
     import logging
 
-    from annotators.annotate import run_annotate
+    from annotators.annotate import NothingLabelled, run_annotate
+    from annotators.budget import SpendGuardError, format_estimate
     from annotators.teachers import TeacherError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -114,11 +128,20 @@ def command(
             price_table=str(price_table) if price_table else None,
             cache_path=cache,
             use_beam=beam,
+            budget_tokens=budget_tokens,
+            budget_usd=budget_usd,
+            dry_run=dry_run,
             **kw,
         )
-    except (TeacherError, ValueError, FileNotFoundError) as e:
+    except SpendGuardError as e:
+        typer.secho(f"annotate: {e}", fg="red", err=True)
+        raise typer.Exit(code=2) from None
+    except (TeacherError, NothingLabelled, ValueError, FileNotFoundError) as e:
         typer.secho(f"annotate failed: {e}", fg="red", err=True)
         raise typer.Exit(code=1) from None
+    if dry_run:
+        typer.echo(format_estimate(stats["estimate"], stats["pool"]))
+        return
     led = stats["ledger"]
     typer.echo(
         f"annotated {stats['written']}/{stats['read']} sampled paragraphs "
