@@ -28,14 +28,47 @@ WORK_DIR = "_subsets_work"
 # ---------------------------------------------------------------- pure transforms (one article)
 
 
+def _canonical(row: dict) -> str:
+    """A total order on rows that depends on their content only (never on the order they arrived in)."""
+    return json.dumps(row, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def clean_paragraphs(rows: Iterable[dict]) -> tuple[list[dict], list[tuple[dict, str]]]:
+    """Body order (`paragraph_index`, then `id`), each paragraph id once, plus the rows left out and why.
+
+    A row without `paragraph_index` cannot be placed in the article (`missing_paragraph_index`); of
+    several rows with one id the one first in content order is kept (`duplicate_paragraph_id` for the
+    rest), so the result never depends on input order.
+    """
+    rejected: list[tuple[dict, str]] = []
+    by_id: dict[object, list[dict]] = {}
+    for row in rows:
+        if row.get("paragraph_index") is None:
+            rejected.append((row, "missing_paragraph_index"))
+        else:
+            by_id.setdefault(row["id"], []).append(row)
+    unique = []
+    for same in by_id.values():
+        same.sort(key=_canonical)
+        unique.append(same[0])
+        rejected.extend((row, "duplicate_paragraph_id") for row in same[1:])
+    rejected.sort(key=lambda x: (x[1], _canonical(x[0])))
+    return sorted(unique, key=lambda r: (r["paragraph_index"], str(r["id"]))), rejected
+
+
 def order_paragraphs(rows: Iterable[dict]) -> list[dict]:
-    """Body order (`paragraph_index`, then `id` for ties), each paragraph id once."""
-    seen, ordered = set(), []
-    for row in sorted(rows, key=lambda r: (r["paragraph_index"], r["id"])):
-        if row["id"] not in seen:
-            seen.add(row["id"])
-            ordered.append(row)
-    return ordered
+    """Body order, each paragraph id once (see `clean_paragraphs`)."""
+    return clean_paragraphs(rows)[0]
+
+
+def rejected_letters(article_id: str, rows: Iterable[dict]) -> list[dict]:
+    """Dead letters for the paragraphs of one article that `clean_paragraphs` leaves out."""
+    from pipelines.io import dead_letter
+
+    return [
+        dead_letter(STAGE, str(row.get("id")), reason, f"article {article_id}")
+        for row, reason in clean_paragraphs(rows)[1]
+    ]
 
 
 def article_factor(rows: list[dict], recipe: Recipe) -> tuple[int, list[str]]:
@@ -92,7 +125,7 @@ def article_documents(
     The filter drops paragraphs inside the article; an article left empty yields no document.
     Upsampling rules judge the whole article (`judge_articles_on: all`) or only what the filter kept.
     """
-    ordered = order_paragraphs(rows)
+    ordered, rejected = clean_paragraphs(rows)
     kept = [r for r in ordered if recipe.keep(r)]
     factor, rules = article_factor(ordered if recipe.judge_articles_on == "all" else kept, recipe)
     group = license_group_of(ordered)
@@ -100,6 +133,7 @@ def article_documents(
         "license_group": group,
         "paragraphs_read": len(ordered),
         "paragraphs_kept": len(kept),
+        "paragraphs_rejected": dict(Counter(reason for _, reason in rejected)),
         "factor": factor if kept else 0,
         "rules": rules if kept else [],
         "n_tokens": 0,
@@ -144,6 +178,7 @@ def empty_summary() -> dict:
         "rules": {},
         "factors": {},
         "languages": {},
+        "paragraphs_rejected": {},
     }
 
 
@@ -151,6 +186,8 @@ def add_article(summary: dict, stats: dict) -> dict:
     summary["articles_read"] += 1
     summary["paragraphs_read"] += stats["paragraphs_read"]
     summary["paragraphs_kept"] += stats["paragraphs_kept"]
+    for reason, n in stats.get("paragraphs_rejected", {}).items():
+        summary["paragraphs_rejected"][reason] = summary["paragraphs_rejected"].get(reason, 0) + n
     if not stats["factor"]:
         summary["articles_dropped"] += 1
         return summary
@@ -189,8 +226,8 @@ def merge_summaries(summaries: Iterable[dict]) -> dict:
             tgt = out["groups"].setdefault(group, dict.fromkeys(g, 0))
             for k, v in g.items():
                 tgt[k] += v
-        for key in ("rules", "factors", "languages"):
-            for k, v in s[key].items():
+        for key in ("rules", "factors", "languages", "paragraphs_rejected"):
+            for k, v in s.get(key, {}).items():
                 out[key][k] = out[key].get(k, 0) + v
     return out
 
@@ -319,6 +356,8 @@ def build_pipeline(
             )
         )
         dead.append(built.dead)
+    # Paragraphs no recipe can place (duplicate ids, no paragraph_index): dead-lettered once, not per recipe.
+    dead.append(articles | "Rejected paragraphs" >> beam.FlatMapTuple(rejected_letters))
     _ = dead | "All dead" >> beam.Flatten() | WriteDeadLetters(output, STAGE)
 
 
@@ -378,6 +417,7 @@ def run_subsets(
     first = next(iter(stats["subsets"].values()))
     stats["articles_read"] = first["articles_read"]
     stats["paragraphs_read"] = first["paragraphs_read"]
+    stats["paragraphs_rejected"] = first["paragraphs_rejected"]
     stats["paragraphs_per_second"] = round(first["paragraphs_read"] / wall, 2) if wall else None
     stats["dead_letters"] = _count_dead(output)
     _delete(FileSystems.join(output, WORK_DIR))

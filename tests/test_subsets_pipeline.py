@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -160,3 +161,30 @@ def test_cli_rejects_a_bad_recipe_clearly(built, tmp_path):
 def test_scored_input_must_exist(tmp_path):
     with pytest.raises(FileNotFoundError):
         run_subsets([str(Path(tmp_path) / "missing")], "BE-Base", str(tmp_path / "out"))
+
+
+def test_duplicate_ids_and_null_index_give_the_same_subset_in_any_input_order(teacher_labels, tmp_path):
+    rows = scored_rows(teacher_labels, max_articles=6)
+    twin = dict(rows[0], educational_score=5.0 if rows[0]["educational_score"] < 3 else 1.0)
+    unplaced = dict(rows[1], id="no-index", paragraph_index=None)
+    outputs = []
+    for k, order in enumerate(([twin, *rows, unplaced], [unplaced, *reversed(rows), twin])):
+        scored = tmp_path / f"in{k}"
+        scored.mkdir()  # written as-is: the SCORED schema itself forbids a null paragraph_index
+        pq.write_table(pa.Table.from_pylist(order), scored / "part-0.parquet")
+        stats = run_subsets([str(scored)], "BE-Educational", str(tmp_path / f"out{k}"))
+        dead = sorted(
+            (d["source"], d["reason"])
+            for f in (tmp_path / f"out{k}" / "dead_letter").glob("*.jsonl")
+            for d in map(json.loads, f.read_text().splitlines())
+        )
+        outputs.append((read_documents(str(tmp_path / f"out{k}"), "BE-Educational"), dead, stats))
+    (docs_a, dead_a, stats_a), (docs_b, dead_b, stats_b) = outputs
+    assert docs_a == docs_b
+    assert (
+        dead_a
+        == dead_b
+        == sorted([(rows[0]["id"], "duplicate_paragraph_id"), ("no-index", "missing_paragraph_index")])
+    )
+    assert stats_a["paragraphs_rejected"] == {"duplicate_paragraph_id": 1, "missing_paragraph_index": 1}
+    assert stats_a["dead_letters"] == 2

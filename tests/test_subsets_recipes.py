@@ -79,6 +79,27 @@ def test_documents_keep_body_order_and_whole_paragraphs(articles):
     assert docs[0]["n_tokens"] == sum(words(t) for t in expected)
 
 
+def test_duplicate_ids_and_missing_index_do_not_make_output_depend_on_input_order(articles):
+    """A duplicated id with different labels kept the article as [a, b] and dropped it as [b, a];
+    a null paragraph_index raised. Now: the same documents and stats in any order, rejects counted."""
+    recipe = load_recipe("BE-Educational")
+    article_id, rows = max(articles.items(), key=lambda kv: len(kv[1]))
+    rows = [dict(r, educational_score=1.0) for r in rows]  # nothing qualifies on its own...
+    twin = dict(rows[0], educational_score=4.0)  # ...except one copy of a duplicated id
+    unplaced = dict(rows[1], id="no-index", paragraph_index=None)
+    orders = (
+        [twin, *rows, unplaced],
+        [unplaced, *reversed(rows), twin],
+        [*rows[::2], twin, unplaced, *rows[1::2]],
+    )
+    results = [article_documents(article_id, order, recipe, words) for order in orders]
+    assert all(r == results[0] for r in results[1:])
+    docs, stats = results[0]
+    assert stats["paragraphs_rejected"] == {"duplicate_paragraph_id": 1, "missing_paragraph_index": 1}
+    assert stats["paragraphs_read"] == len(rows)
+    assert len(docs) <= 1 and all(d["n_paragraphs"] == 1 for d in docs)
+
+
 def test_educational_filter_drops_low_paragraphs_inside_articles(articles):
     recipe = load_recipe("BE-Educational")
     emptied = kept_some = 0
