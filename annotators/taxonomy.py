@@ -8,6 +8,7 @@ is an `InvalidAnswer` with a machine-readable reason, never a silent guess.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidAnswer",
     "normalise_label",
     "normalise_score",
+    "json_objects",
     "parse_answer",
     "validate_answer",
 ]
@@ -129,19 +131,40 @@ def validate_answer(obj: object) -> Answer:
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
 
 
+def json_objects(text: str) -> list[dict]:
+    """Every JSON object embedded in `text` (nested ones too, after their parent), decoding from each `{`.
+
+    Prose around an answer may hold other braces ("scale {1-5}", "{see above}"); a greedy regex would
+    take them into one invalid span, a real decoder skips what does not parse and keeps what does.
+    """
+    decoder, found, start = json.JSONDecoder(), [], text.find("{")
+    while start != -1:
+        with contextlib.suppress(json.JSONDecodeError):
+            found.append(decoder.raw_decode(text, start)[0])
+        start = text.find("{", start + 1)
+    return found
+
+
 def parse_answer(content: str | None) -> tuple[dict, Answer]:
-    """Decode a teacher's message content (JSON, possibly fenced or wrapped in prose) and validate it."""
+    """Decode a teacher's message content (JSON, possibly fenced or wrapped in prose) and validate it.
+
+    In prose, the first embedded object that validates is the answer; if none does, the first object's
+    validation error (e.g. out_of_taxonomy) is raised, or invalid_json if there is no object at all.
+    """
     if content is None or not content.strip():
         raise InvalidAnswer("empty_answer")
     text = _FENCE.sub("", content.strip())
     try:
         obj = json.loads(text)
     except json.JSONDecodeError:
-        match = re.search(r"\{.*\}", text, re.S)  # plain-text mode: the first {...} in the prose
-        try:
-            obj = json.loads(match.group(0)) if match else None
-        except json.JSONDecodeError:
-            obj = None
-        if obj is None:
+        candidates = json_objects(text)
+        if not candidates:
             raise InvalidAnswer("invalid_json", content[:200]) from None
+        first_error = None
+        for candidate in candidates:
+            try:
+                return candidate, validate_answer(candidate)
+            except InvalidAnswer as e:
+                first_error = first_error or e
+        raise first_error from None
     return obj, validate_answer(obj)

@@ -76,6 +76,35 @@ def test_parse_answer_accepts_fenced_and_prose_json_and_rejects_garbage():
         assert e.value.reason == reason
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        'Answer: {"document_type":"Study","domain":"clinical","educational_score":3} (scale {1-5})',
+        "Using the rubric {document_type, domain, educational_score}, my answer is "
+        '{"document_type": "Study", "domain": "clinical", "educational_score": 3}.',
+        'Considering {"note": "methods only"} first. Final: {"document_type": "study", '
+        '"domain": "Clinical", "educational_score": "3"} Scores use {1..5}; {"confidence": 0.8}',
+        'Here you go:\n```json\n{"answer": {"document_type": "Study", "domain": "clinical", '
+        '"educational_score": 3}}\n```\nHope that helps {:}',
+    ],
+)
+def test_parse_answer_finds_the_answer_among_other_braces_in_prose(content):
+    obj, answer = parse_answer(content)
+    assert (answer.document_type, answer.domain, answer.educational_score) == ("Study", "clinical", 3)
+    assert obj["educational_score"] in (3, "3")
+
+
+def test_parse_answer_in_prose_reports_why_no_object_validates():
+    with pytest.raises(InvalidAnswer) as e:
+        parse_answer(
+            'I think {"document_type": "Editorial", "domain": "clinical", "educational_score": 2} {x}'
+        )
+    assert e.value.reason == "out_of_taxonomy"
+    with pytest.raises(InvalidAnswer) as e:
+        parse_answer("Answer: {document_type: Study} (scale {1-5})")
+    assert e.value.reason == "invalid_json"
+
+
 def test_prompt_carries_rubric_section_title_path_and_text(teacher_labels):
     row = paragraph_rows(teacher_labels, limit=1)[0]
     system, user = build_messages(row)
