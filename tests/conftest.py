@@ -1,4 +1,8 @@
-"""Shared test fixtures: where the real sample data lives, skipping cleanly where it does not."""
+"""Shared test fixtures: where the real sample data lives.
+
+In a user's clone without ../shared the tests that need it skip with the reason; in CI (`CI=true`,
+which always has ../shared) a missing file is a failure, so a broken checkout cannot pass as skips.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +18,22 @@ LABELS = SHARED / "data" / "labels" / "teacher_labels_v1.parquet"
 HOW_TO_GET_SHARED = "clone ../shared beside the repo or set BIOMED_ENRICH_SHARED"
 
 
+def require_shared(path: Path, what: str) -> Path:
+    """`path` if it exists; else skip (a user's clone) or fail (CI=true: there ../shared always exists)."""
+    if path.exists():
+        return path
+    message = f"{what} not found at {path} ({HOW_TO_GET_SHARED})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI: {message}", pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def pmc_sample() -> Path:
-    if not (PMC_SAMPLE / "MANIFEST.tsv").exists():
-        pytest.skip(f"real PMC sample not found at {PMC_SAMPLE} ({HOW_TO_GET_SHARED})")
+    require_shared(PMC_SAMPLE / "MANIFEST.tsv", "real PMC sample")
     return PMC_SAMPLE
 
 
 @pytest.fixture(scope="session")
 def teacher_labels() -> Path:
-    if not LABELS.exists():
-        pytest.skip(f"teacher labels not found at {LABELS} ({HOW_TO_GET_SHARED})")
-    return LABELS
+    return require_shared(LABELS, "teacher labels")

@@ -40,18 +40,12 @@ socket.create_connection = _refuse
 """
 
 
-def stage_modules():
-    for name in ("pipelines.ingest", "pipelines.propagate", "pipelines.subsets", "distill.quick_student"):
-        pytest.importorskip(name, reason=f"{name} has not landed yet")
-
-
 def table(path: Path):
     return pq.read_table(sorted(str(p) for p in path.glob("part-*.parquet"))).to_pylist()
 
 
 @pytest.fixture(scope="module")
 def portable(pmc_sample: Path, teacher_labels: Path, tmp_path_factory) -> dict:
-    stage_modules()
     from distill.quick_student import build_quick_student
     from pipelines.ingest import run_ingest
     from pipelines.propagate import run_propagate
@@ -66,7 +60,9 @@ def portable(pmc_sample: Path, teacher_labels: Path, tmp_path_factory) -> dict:
         "student": student,
         "inputs": inputs,
         "ingest": run_ingest(inputs, str(run), beam_args=PORTABLE),
-        "propagate": run_propagate([str(run / "paragraphs")], str(student), str(run), beam_args=PORTABLE),
+        "propagate": run_propagate(
+            [str(run / "paragraphs")], str(student), str(run), beam_args=PORTABLE, precision="fp32"
+        ),
         "subsets": run_subsets([str(run / "scored")], "be-base", str(root / "subsets"), beam_args=PORTABLE),
     }
 
@@ -113,7 +109,9 @@ def test_portable_scores_equal_direct_runner_scores(portable, tmp_path):
     from pipelines.propagate import run_propagate
 
     run = portable["root"] / "run"
-    direct = run_propagate([str(run / "paragraphs")], str(portable["student"]), str(tmp_path))
+    direct = run_propagate(
+        [str(run / "paragraphs")], str(portable["student"]), str(tmp_path), precision="fp32"
+    )
     assert direct["runner"] == "DirectRunner"
     by_id = {r["id"]: r for r in table(tmp_path / "scored")}
     for row in table(run / "scored"):
@@ -178,7 +176,6 @@ def check_common(job: dict, stage: str) -> dict:
 
 
 def test_dataflow_job_description_ingest(pmc_sample, tmp_path, monkeypatch):
-    stage_modules()
     params = [f"inputs={pmc_sample / ARTICLES[0]}", f"output={tmp_path / 'out'}"]
     job = describe_in_process("ingest", params, tmp_path, monkeypatch)
     options = check_common(job, "ingest")
