@@ -8,7 +8,13 @@ paragraph after another), on real paragraphs (the packaged CC BY recordings).
 
     python benchmarks/annotate.py [--latency 0.5] [--cap 32] [--n 2000] [--baseline-n 10]
 
-Writes benchmarks/results/annotate.json: ours_per_s, baseline_per_s, ratio, capacity_share (+ settings).
+Headline: capacity share, the throughput our client achieves over what the server allows
+(concurrency cap / latency): 1.0 means the client never leaves a server slot idle. The ratio to the
+sequential loop is reported as what it is: a sequential client gets at most 1 / latency, so the ratio
+can never exceed the concurrency cap (32 by default), whatever the client does.
+
+Writes benchmarks/results/annotate.json: capacity_share (headline), ours_per_s, the sequential loop's
+rate and the ratio with its cap, settings, load and CPU flags.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cpu import cpu_info  # noqa: E402
 
 from annotators.annotate import label_paragraphs  # noqa: E402
 from annotators.ledger import Ledger  # noqa: E402
@@ -98,26 +107,34 @@ def main() -> None:
     capacity = args.cap / args.latency
     summary = ledger.summary()
     results = {
-        "ours_per_s": round(ours, 2),
-        "baseline_per_s": round(baseline, 2),
-        "ratio": round(ours / baseline, 2),
+        "headline": "capacity_share",
         "capacity_share": round(ours / capacity, 3),
+        "ours_per_s": round(ours, 2),
         "server_capacity_per_s": capacity,
+        "sequential_per_s": round(baseline, 2),
+        "concurrent_over_sequential": {
+            "ratio": round(ours / baseline, 2),
+            "cap": args.cap,
+            "note": "capped by design: sequential <= 1/latency, concurrent <= cap/latency",
+        },
         "latency_s": args.latency,
         "concurrency_cap": args.cap,
         "paragraphs": args.n,
-        "baseline_paragraphs": args.baseline_n,
+        "sequential_paragraphs": args.baseline_n,
         "retries": summary["retries"],
         "errors": summary["errors"],
         "client_latency_p50_s": round(summary["latency_s"]["p50"], 4),
         "client_cpu_ms_per_request": round(cpu_s / len(rows) * 1000, 3),
         "http_backend": teacher.http_backend,
-        "cpu_count": os.cpu_count(),
+        "cpu": cpu_info(),
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "other_jobs_running": "yes: a shared 2-core machine (see load_average_1m)",
     }
     print(json.dumps(results, indent=2))
-    share = f"{ours / capacity:.1%} of server capacity"
-    print(f"ours {ours:.1f}/s vs sequential {baseline:.1f}/s: x{ours / baseline:.1f}; {share}")
+    print(
+        f"capacity share {ours / capacity:.1%} ({ours:.1f} of the {capacity:.0f} paragraphs/s allowed); "
+        f"vs a sequential loop x{ours / baseline:.1f} (at most x{args.cap} by design)"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
