@@ -264,25 +264,50 @@ def test_tfidf_baseline_runs_on_the_same_split(labelled):
     assert m["domain"]["accuracy"] > np.bincount(small.domain[test]).max() / len(test) - 0.05
 
 
+def test_tfidf_baseline_gets_class_weights_and_knobs_tuned_on_validation_like_the_student(labelled):
+    """The student trains with class weights; the baseline did not (its F1 was understated)."""
+    from sklearn.metrics import f1_score
+
+    from distill.baseline import ALPHA_GRID, C_GRID, CLASS_WEIGHTS, fit_baseline
+
+    small = labelled.subset(range(900))
+    train, valid, _ = split_by_article(small.articles, valid_fraction=0.2, test_fraction=0.2, seed=0)
+    train, valid = small.subset(train), small.subset(valid)
+    assert fit_baseline(train, None)["models"]["document_type"].class_weight == "balanced"
+    tuned = fit_baseline(train, valid)
+    for head in ("document_type", "domain"):
+        chosen = tuned["chosen"][head]
+        assert chosen["class_weight"] in CLASS_WEIGHTS and chosen["C"] in C_GRID
+        # Selection on validation: never worse there than the old fixed, unweighted setting.
+        old = fit_baseline(train, None)["models"][head].set_params(class_weight=None, C=2.0)
+        vx = tuned["vectorizer"].transform(valid.texts)
+        old_f1 = f1_score(
+            getattr(valid, head),
+            old.fit(tuned["vectorizer"].transform(train.texts), getattr(train, head)).predict(vx),
+            average="macro",
+        )
+        new_f1 = f1_score(getattr(valid, head), tuned["models"][head].predict(vx), average="macro")
+        assert new_f1 >= old_f1
+    assert tuned["chosen"]["educational_score"]["alpha"] in ALPHA_GRID
+
+
 @pytest.mark.slow
-def test_default_student_on_all_labels_beats_tfidf_on_the_class_heads(teacher_labels, labelled, tmp_path):
-    """The default probe (frozen encoder) on all 5,400 labels (embedding: ~5 min cold on 2 cores)."""
-    split = {"valid_fraction": 0.1, "test_fraction": 0.2, "seed": 0}
+def test_default_probe_on_all_labels_is_calibrated_and_scored_on_validation_only(
+    teacher_labels, labelled, tmp_path
+):
+    """The default probe (frozen encoder) on all 5,400 labels (embedding: ~5 min cold on 2 cores).
+
+    No test part: development looks at validation only (the comparison with the tuned TF-IDF baseline
+    is `benchmarks/distill.py`'s job; on record the student no longer beats it on document type).
+    """
+    split = {"valid_fraction": 0.1, "seed": 0}
     summary = run_train(
         [str(teacher_labels)], str(tmp_path / "model"), freeze_encoder=True, progress=False, **split
     )
-    train, valid, test = split_by_article(labelled.articles, **split)
-    baseline, _ = evaluate_baseline(
-        labelled.subset(train),
-        labelled.subset(valid),
-        labelled.subset(test),
-        document_type_labels=DOCUMENT_TYPE_LABELS,
-        domain_labels=DOMAIN_LABELS,
-    )
-    assert summary["sizes"]["test"] == len(test)
-    assert summary["metrics"]["document_type"]["f1"] > baseline["document_type"]["f1"]
-    assert summary["metrics"]["domain"]["f1"] > baseline["domain"]["f1"]
-    for head in ("document_type", "domain"):
+    _, valid, _ = split_by_article(labelled.articles, **split)
+    assert summary["held_out_part"] == "validation" and summary["sizes"]["held_out"] == len(valid)
+    for head, chance in (("document_type", 0.25), ("domain", 1 / 3)):
+        assert summary["metrics"][head]["f1"] > chance + 0.2
         assert summary["metrics"][head]["nll"] <= summary["metrics_uncalibrated"][head]["nll"]
 
 
