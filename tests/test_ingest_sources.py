@@ -14,7 +14,7 @@ def test_tar_members_are_streamed_without_unpacking(pmc_sample, tmp_path):
     package = make_package(pmc_sample, tmp_path, names, {"PMC000xxxxxx/readme.txt": b"not an article"})
     before = sorted(p.name for p in tmp_path.rglob("*"))
     members = list(sources.iter_tar(str(package)))
-    assert [m for m, _ in members] == [f"PMC000xxxxxx/{n}" for n in names]
+    assert [m for m, _, _ in members] == [f"PMC000xxxxxx/{n}" for n in names]
     assert members[0][1] == (pmc_sample / names[0]).read_bytes()
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written to disk
     tasks = list(sources.expand_input(str(package)))
