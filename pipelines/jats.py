@@ -108,8 +108,6 @@ _BODY_END = re.compile(rb"</(?:[A-Za-z_][\w.\-]*:)?body\s*>")
 _DIGITS = re.compile(r"(\d+)")
 _PMC_FILE = re.compile(r"^PMC\d+(?:\.(\d+))?$")
 _VERSION = re.compile(r"^PMC\d+\.(\d+)$", re.I)
-# A reference to an entity other than XML's five (`&alpha;`): kept by the parser as an entity node.
-_NAMED_ENTITY = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos);)[A-Za-z][\w.]*;")
 
 
 class JatsError(ValueError):
@@ -405,12 +403,12 @@ _BLOCK_TAGS = _wild(BLOCKS)
 _FORMULA_TAGS = _wild(FORMULA_TAGS)
 _PROSE_TAGS = _wild(PROSE_BLOCKS)
 _SCRIPT_TAGS = ("{*}sup", "{*}sub")
-# Outer formula elements first: rendering one clears it, so its inner `math` / `tex-math` are gone.
-_FORMULA_ORDER = ("{*}disp-formula", "{*}inline-formula", "{*}math", "{*}tex-math")
+_COMPLEX_MATH = tuple(f"{{*}}{name}" for name in mathml.COMPLEX)
 # A superscript holding only citations and these separators is a citation marker: dropped.
 _CITATION_SEPARATORS = " ,;–-−()[]\u2009\xa0"
 # Superscripts without letters or digits that are still raised: charges (`Na⁺`, `Cl⁻`).
 _SIGNS = frozenset({"+", "-", "−", "++", "2+", "+/+", "=", "±"})
+_ALNUM = re.compile(r"[^\W_]")
 _CLOSING = frozenset(".,;:)]!? \n\t")
 # Unlinked citation numbers written as `<sup>10)</sup>` (some journals' style).
 _PAREN_CITATION = re.compile(r"^\d+(?:\s*[,–\-]\s*\d+)*\)$")
@@ -431,13 +429,15 @@ def _space_tail(el: etree._Element) -> None:
 
 
 def render_formula(el: etree._Element, dropped: Counter) -> str | None:
-    """Linear text of a formula element: MathML rendered when simple (or no TeX), else the TeX source,
-    else the MathML rendering, else the placeholder. None: a formula written as plain markup (no
+    """Linear text of a formula element: MathML rendered when simple (or when there is no TeX), else the
+    TeX source, else the MathML rendering, else the placeholder. None: a formula written as plain markup (no
     MathML, no TeX, but text): left in place to be read like any text."""
     name = local(el.tag)
     math = el if name == "math" else next(el.iter("{*}math"), None)
     tex = el if name == "tex-math" else next(el.iter("{*}tex-math"), None)
     text = ""
+    if math is not None and tex is not None and next(math.iter(*_COMPLEX_MATH), None) is not None:
+        math = None  # complex, and the article gives its TeX: use that
     if math is not None:
         text, simple = mathml.render(math)
         if text and (simple or tex is None):
@@ -455,19 +455,18 @@ def render_formula(el: etree._Element, dropped: Counter) -> str | None:
 
 
 def _render_formulas(body: etree._Element, dropped: Counter) -> None:
-    if next(body.iter(*_FORMULA_TAGS), None) is None:
-        return
-    for tag in _FORMULA_ORDER:
-        for el in list(body.iter(tag)):
-            text = render_formula(el, dropped)
-            if text is None:
-                continue
-            el.clear(keep_tail=True)
-            el.text = f" {text} " if local(el.tag) == "disp-formula" else text
-
-
-def _has_alnum(text: str) -> bool:
-    return any(c.isalnum() for c in text)
+    """Replace each outermost formula element by its linear text (one tree pass finds them all)."""
+    inner: set = set()
+    for el in list(body.iter(*_FORMULA_TAGS)):
+        if el in inner:  # inside a formula rendered already
+            continue
+        if len(el):
+            inner.update(el.iter(*_FORMULA_TAGS))
+        text = render_formula(el, dropped)
+        if text is None:
+            continue
+        el.clear(keep_tail=True)
+        el.text = f" {text} " if el.tag[-12:] == "disp-formula" else text
 
 
 def _is_citation(sup: etree._Element, text: str) -> bool:
@@ -475,6 +474,8 @@ def _is_citation(sup: etree._Element, text: str) -> bool:
     parent = sup.getparent()
     if (parent is not None and local(parent.tag) == "xref") or _PAREN_CITATION.match(text):
         return True
+    if len(sup) == 0:
+        return False
     rest = text
     found = False
     for xref in sup.iter("{*}xref"):
@@ -486,19 +487,27 @@ def _is_citation(sup: etree._Element, text: str) -> bool:
 def _render_scripts(body: etree._Element, dropped: Counter) -> None:
     """`<sup>` / `<sub>` -> their text with a script marker (`mathml.script`); citation markers dropped."""
     for el in list(body.iter(*_SCRIPT_TAGS)):
-        if el.getparent() is None:  # inside a script rendered already
+        parent = el.getparent()
+        if parent is None:  # inside a script rendered already
             continue
-        raw = text_of(el)
+        sup = el.tag[-3:] == "sup"
+        if len(el) == 0:
+            raw = el.text
+            if not raw:
+                continue
+            if raw.isdigit() and not (sup and parent.tag[-4:] == "xref"):  # an exponent or index (the
+                el.text = raw.translate(mathml.SUP if sup else mathml.SUB)  # common case, made quick)
+                continue
+        else:
+            raw = text_of(el)
         text = " ".join(raw.split())
-        sup = local(el.tag) == "sup"
         if sup and _is_citation(el, text):
             dropped["citation_superscript"] += 1
             _drop_citation(el)
             continue
-        elif sup and (text in _PLAIN_SUPERSCRIPTS or not (_has_alnum(text) or text in _SIGNS)):
-            pass  # written plain: an ordinal (`5th`) or a raised mark (`*`, `†`, `®`, `−/−`)
-        else:
+        if not sup or not (text in _PLAIN_SUPERSCRIPTS or not (_ALNUM.search(text) or text in _SIGNS)):
             text = mathml.script("", text, "^" if sup else "_")
+        # else written plain: an ordinal (`5th`) or a raised mark (`*`, `†`, `®`, `−/−`)
         if text and raw[0].isspace():  # `ko/ko </sup>female`: the space belongs between the words
             text = " " + text
         if text and raw[-1].isspace():
@@ -522,7 +531,10 @@ def _drop_citation(sup: etree._Element) -> None:
 
 
 def _resolve_entities(body: etree._Element, dropped: Counter) -> None:
-    """Undeclared named entities (`&alpha;`: the DTD is never loaded) -> their character (HTML5 table)."""
+    """Undeclared named entities (`&alpha;`: the DTD is never loaded, the parser keeps them as entity
+    nodes) -> their character (HTML5 table)."""
+    if next(body.iter(etree.Entity), None) is None:
+        return
     for ent in list(body.iter(etree.Entity)):
         char = html.entities.html5.get(f"{ent.name};")
         if char is None:
@@ -899,8 +911,7 @@ def parse_article(data: bytes, fallback_id: str = "unknown") -> Article:
     body = _child(article, "body")
     if body is not None:
         result.has_body = True
-        if _NAMED_ENTITY.search(data):
-            _resolve_entities(body, result.dropped)
+        _resolve_entities(body, result.dropped)
         result.paragraphs = body_paragraphs(body, result.dropped)
     return result
 

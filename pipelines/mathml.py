@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from lxml import etree
 
-_SUP = str.maketrans("0123456789+-−=()", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻⁼⁽⁾")
-_SUB = str.maketrans("0123456789+-−=()", "₀₁₂₃₄₅₆₇₈₉₊₋₋₌₍₎")
+SUP = str.maketrans("0123456789+-−=()", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻⁼⁽⁾")
+SUB = str.maketrans("0123456789+-−=()", "₀₁₂₃₄₅₆₇₈₉₊₋₋₌₍₎")
 _SCRIPTABLE = frozenset("0123456789+-−=()")
 # Relations: always spaced. Binary operators: spaced when infix (something stands before them).
 _RELATIONS = frozenset("=<>≤≥≈≠∼≃≅≡∝→←↔⇒⇔∈∉⊂⊆≪≫≲≳:")
@@ -39,6 +39,10 @@ _ACCENTS = {
     "⃗": "\u20d7",
 }
 _TOKENS = frozenset({"mi", "mn", "mo", "mtext", "ms"})
+# Containers rendered as the concatenation of their children.
+_ROWS = frozenset({"math", "mrow", "mstyle", "mpadded", "menclose", "merror", "maction"})
+# Layout elements that make an expression complex (rendered from TeX when the article has it).
+COMPLEX = ("mfrac", "msqrt", "mroot", "mtable", "munder", "munderover", "mmultiscripts")
 _SIMPLE = frozenset({"math", "mrow", "mstyle", "mpadded", "semantics", "msup", "msub", "msubsup"}) | _TOKENS
 
 
@@ -53,7 +57,7 @@ def script(base: str, text: str, mark: str) -> str:
     if not text:
         return base
     if scriptable(text):
-        return base + text.translate(_SUP if mark == "^" else _SUB)
+        return base + text.translate(SUP if mark == "^" else SUB)
     if len(text) == 1:
         return f"{base}{mark}{text}"
     return f"{base}{mark}{{{text}}}"
@@ -79,7 +83,8 @@ def _is_accent(children: list[etree._Element]) -> bool:
 
 
 def _token(el: etree._Element) -> str:
-    return etree.tostring(el, method="text", encoding=str, with_tail=False).translate(_INVISIBLE).strip()
+    text = el.text if len(el) == 0 else etree.tostring(el, method="text", encoding=str, with_tail=False)
+    return text.translate(_INVISIBLE).strip() if text else ""
 
 
 class _Renderer:
@@ -91,9 +96,10 @@ class _Renderer:
     def row(self, el: etree._Element) -> str:
         parts: list[str] = []
         for child in el:
-            name = _local(child)
-            if not name:
+            tag = child.tag
+            if tag.__class__ is not str:
                 continue
+            name = tag.rpartition("}")[2]
             if name == "mo":
                 op = _token(child)
                 if not op:
@@ -106,15 +112,19 @@ class _Renderer:
                     parts.append(", ")
                 else:
                     parts.append(op)
+            elif name in _TOKENS:
+                parts.append(_token(child))
             else:
-                parts.append(self.render(child))
+                parts.append(self.render(child, name))
         return "".join(parts)
 
-    def render(self, el: etree._Element) -> str:
-        name = _local(el)
+    def render(self, el: etree._Element, name: str = "") -> str:
+        name = name or _local(el)
         if name in _TOKENS:
             return _token(el)
-        children = [c for c in el if _local(c)]
+        if name in _ROWS:
+            return self.row(el)
+        children = [c for c in el if c.tag.__class__ is str]
         if name not in _SIMPLE and not (name == "mover" and _is_accent(children)):
             self.simple = False
         if name in ("msup", "msub") and len(children) == 2:
