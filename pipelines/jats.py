@@ -403,6 +403,15 @@ _BLOCK_TAGS = _wild(BLOCKS)
 _FORMULA_TAGS = _wild(FORMULA_TAGS)
 _PROSE_TAGS = _wild(PROSE_BLOCKS)
 _SCRIPT_TAGS = ("{*}sup", "{*}sub")
+_PREPARED = (
+    etree.Entity,
+    *_FORMULA_TAGS,
+    *_BLOCK_TAGS,
+    *_SCRIPT_TAGS,
+    "{*}break",
+    f"{{*}}{CAPTION}",
+    *_PROSE_TAGS,
+)
 _COMPLEX_MATH = tuple(f"{{*}}{name}" for name in mathml.COMPLEX)
 # A superscript holding only citations and these separators is a citation marker: dropped.
 _CITATION_SEPARATORS = " ,;–-−()[]\u2009\xa0"
@@ -454,10 +463,10 @@ def render_formula(el: etree._Element, dropped: Counter) -> str | None:
     return FORMULA
 
 
-def _render_formulas(body: etree._Element, dropped: Counter) -> None:
-    """Replace each outermost formula element by its linear text (one tree pass finds them all)."""
+def _render_formulas(formulas: list[etree._Element], dropped: Counter) -> None:
+    """Replace each outermost formula element (of `formulas`, in document order) by its linear text."""
     inner: set = set()
-    for el in list(body.iter(*_FORMULA_TAGS)):
+    for el in formulas:
         if el in inner:  # inside a formula rendered already
             continue
         if len(el):
@@ -484,9 +493,9 @@ def _is_citation(sup: etree._Element, text: str) -> bool:
     return found and not rest.strip(_CITATION_SEPARATORS)
 
 
-def _render_scripts(body: etree._Element, dropped: Counter) -> None:
+def _render_scripts(scripts: list[etree._Element], dropped: Counter) -> None:
     """`<sup>` / `<sub>` -> their text with a script marker (`mathml.script`); citation markers dropped."""
-    for el in list(body.iter(*_SCRIPT_TAGS)):
+    for el in scripts:
         parent = el.getparent()
         if parent is None:  # inside a script rendered already
             continue
@@ -530,12 +539,10 @@ def _drop_citation(sup: etree._Element) -> None:
     _detach(sup, "")
 
 
-def _resolve_entities(body: etree._Element, dropped: Counter) -> None:
+def _resolve_entities(entities: list, dropped: Counter) -> None:
     """Undeclared named entities (`&alpha;`: the DTD is never loaded, the parser keeps them as entity
     nodes) -> their character (HTML5 table)."""
-    if next(body.iter(etree.Entity), None) is None:
-        return
-    for ent in list(body.iter(etree.Entity)):
+    for ent in entities:
         char = html.entities.html5.get(f"{ent.name};")
         if char is None:
             dropped["unknown_entity"] += 1
@@ -555,18 +562,36 @@ def prepare(body: etree._Element, dropped: Counter | None = None) -> None:
     formulas and scripts, space breaks, drop non-prose subtrees (a space stands for a dropped block),
     keep only `boxed-text` captions, and mark the `p`s that hold a prose block."""
     dropped = Counter() if dropped is None else dropped
-    _render_formulas(body, dropped)
-    for el in body.iter(*_BLOCK_TAGS):
-        _space_tail(el)
+    # One C-level pass finds every element to rewrite (each extra pass costs a whole tree walk).
+    entities, formulas, captions, scripts, blocks = [], [], [], [], []
+    for el in body.iter(*_PREPARED):
+        tag = el.tag
+        if tag is etree.Entity:
+            entities.append(el)
+            continue
+        name = tag.rpartition("}")[2]
+        if name == "sup" or name == "sub":
+            scripts.append(el)
+        elif name in FORMULA_TAGS:
+            formulas.append(el)
+        elif name in PROSE_BLOCKS:
+            blocks.append(el)
+        elif name == CAPTION:
+            captions.append(el)
+        else:  # a dropped block or a line break: the words on either side stay apart
+            _space_tail(el)
+    if entities:
+        _resolve_entities(entities, dropped)
+    if formulas:
+        _render_formulas(formulas, dropped)
     etree.strip_elements(body, *_DROPPED_TAGS, with_tail=False)
-    for el in list(body.iter("{*}caption")):
+    for el in captions:
         parent = el.getparent()
         if parent is not None and local(parent.tag) != "boxed-text":
             _detach(el, "")
-    _render_scripts(body, dropped)
-    for el in body.iter("{*}break"):
-        _space_tail(el)
-    for el in body.iter(*_PROSE_TAGS):
+    if scripts:
+        _render_scripts(scripts, dropped)
+    for el in blocks:
         for ancestor in el.iterancestors():
             name = local(ancestor.tag)
             if name == "p":
@@ -911,7 +936,6 @@ def parse_article(data: bytes, fallback_id: str = "unknown") -> Article:
     body = _child(article, "body")
     if body is not None:
         result.has_body = True
-        _resolve_entities(body, result.dropped)
         result.paragraphs = body_paragraphs(body, result.dropped)
     return result
 

@@ -23,6 +23,7 @@ _SCRIPTABLE = frozenset("0123456789+-−=()")
 _RELATIONS = frozenset("=<>≤≥≈≠∼≃≅≡∝→←↔⇒⇔∈∉⊂⊆≪≫≲≳:")
 _WORD_RELATIONS = frozenset({"->", "<=", ">=", ":="})
 _BINARY = frozenset("+-−±∓×·÷*")
+_SPACED = _RELATIONS | _BINARY | frozenset(",")
 _INVISIBLE = str.maketrans("", "", "\u2061\u2062\u2063\u2064\u200b")
 # mover accents -> combining characters (x̄, x̂, x̃, ẋ, x⃗).
 _ACCENTS = {
@@ -43,6 +44,34 @@ _TOKENS = frozenset({"mi", "mn", "mo", "mtext", "ms"})
 _ROWS = frozenset({"math", "mrow", "mstyle", "mpadded", "menclose", "merror", "maction"})
 # Layout elements that make an expression complex (rendered from TeX when the article has it).
 COMPLEX = ("mfrac", "msqrt", "mroot", "mtable", "munder", "munderover", "mmultiscripts")
+# Anything but tokens and plain rows: `render` walks the tree only when one of these is present.
+_LAYOUT_TAGS = tuple(
+    f"{{*}}{name}"
+    for name in (
+        "msup",
+        "msub",
+        "msubsup",
+        "mfrac",
+        "msqrt",
+        "mroot",
+        "mover",
+        "munder",
+        "munderover",
+        "mfenced",
+        "mtable",
+        "mtr",
+        "mlabeledtr",
+        "mtd",
+        "semantics",
+        "annotation",
+        "annotation-xml",
+        "mphantom",
+        "mspace",
+        "mmultiscripts",
+        "mprescripts",
+        "none",
+    )
+)
 _SIMPLE = frozenset({"math", "mrow", "mstyle", "mpadded", "semantics", "msup", "msub", "msubsup"}) | _TOKENS
 
 
@@ -104,9 +133,8 @@ class _Renderer:
                 op = _token(child)
                 if not op:
                     continue
-                if op in _RELATIONS or op in _WORD_RELATIONS:
-                    parts.append(f" {op} ")
-                elif op in _BINARY and parts and not parts[-1].endswith(" "):
+                infix = op in _BINARY and parts and not parts[-1].endswith(" ")
+                if infix or op in _RELATIONS or op in _WORD_RELATIONS:
                     parts.append(f" {op} ")
                 elif op == ",":
                     parts.append(", ")
@@ -168,6 +196,10 @@ class _Renderer:
 
 def render(math: etree._Element) -> tuple[str, bool]:
     """(linear text of a MathML `math` element, whether it held only tokens, rows and scripts)."""
+    if next(math.iter(*_LAYOUT_TAGS), None) is None:  # tokens in rows (`n`, `x1`, `log`): their text
+        text = "".join(part.strip() for part in math.itertext()).translate(_INVISIBLE)
+        if not _SPACED.intersection(text):
+            return " ".join(text.split()), True
     renderer = _Renderer()
     text = " ".join(renderer.render(math).split())
     return text, renderer.simple

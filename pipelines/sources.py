@@ -119,8 +119,8 @@ def _match_times(pattern: str) -> list[tuple[str, str | None]]:
         results = FileSystems.match([pattern])
     except Exception:  # noqa: BLE001 - Beam raises BeamIOError for "no match"
         return []
-    found = {m.path: _iso(getattr(m, "last_updated_in_seconds", None)) for r in results for m in r.metadata_list}
-    return sorted(found.items())
+    found = {m.path: getattr(m, "last_updated_in_seconds", None) for r in results for m in r.metadata_list}
+    return [(path, _iso(seconds)) for path, seconds in sorted(found.items())]
 
 
 def missing_inputs(uris: Iterable[str]) -> list[str]:
