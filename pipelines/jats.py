@@ -514,7 +514,9 @@ def _render_scripts(scripts: list[etree._Element], dropped: Counter) -> None:
             dropped["citation_superscript"] += 1
             _drop_citation(el)
             continue
-        if not sup or not (text in _PLAIN_SUPERSCRIPTS or not (_ALNUM.search(text) or text in _SIGNS)):
+        if sup and text in mathml.DEGREE and _after_digit(el, parent):
+            text = "°"  # `40<sup>o</sup>N`: a degree sign
+        elif not sup or not (text in _PLAIN_SUPERSCRIPTS or not (_ALNUM.search(text) or text in _SIGNS)):
             text = mathml.script("", text, "^" if sup else "_")
         # else written plain: an ordinal (`5th`) or a raised mark (`*`, `†`, `®`, `−/−`)
         if text and raw[0].isspace():  # `ko/ko </sup>female`: the space belongs between the words
@@ -523,6 +525,12 @@ def _render_scripts(scripts: list[etree._Element], dropped: Counter) -> None:
             text += " "
         el.clear(keep_tail=True)
         el.text = text
+
+
+def _after_digit(el: etree._Element, parent: etree._Element) -> bool:
+    prev = el.getprevious()
+    before = (prev.tail if prev is not None else parent.text) or ""
+    return before[-1:].isdigit()
 
 
 def _drop_citation(sup: etree._Element) -> None:

@@ -20,10 +20,11 @@ SUP = str.maketrans("0123456789+-−=()", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻�
 SUB = str.maketrans("0123456789+-−=()", "₀₁₂₃₄₅₆₇₈₉₊₋₋₌₍₎")
 _SCRIPTABLE = frozenset("0123456789+-−=()")
 # Relations: always spaced. Binary operators: spaced when infix (something stands before them).
-_RELATIONS = frozenset("=<>≤≥≈≠∼≃≅≡∝→←↔⇒⇔∈∉⊂⊆≪≫≲≳:")
+_RELATIONS = frozenset("=<>≤≥⩽⩾≦≧≈≠∼≃≅≡∝→←↔⇒⇔↦∈∉∋⊂⊆⊃⊇≪≫≲≳≺≻:")
 _WORD_RELATIONS = frozenset({"->", "<=", ">=", ":="})
 _BINARY = frozenset("+-−±∓×·÷*")
 _SPACED = _RELATIONS | _BINARY | frozenset(",")
+DEGREE = frozenset({"∘", "°", "○", "o"})
 _INVISIBLE = str.maketrans("", "", "\u2061\u2062\u2063\u2064\u200b")
 # mover accents -> combining characters (x̄, x̂, x̃, ẋ, x⃗).
 _ACCENTS = {
@@ -85,6 +86,8 @@ def script(base: str, text: str, mark: str) -> str:
     text = text.strip()
     if not text:
         return base
+    if mark == "^" and text in DEGREE:  # `109^∘`: a degree sign written as a superscript ring
+        return base + "°"
     if scriptable(text):
         return base + text.translate(SUP if mark == "^" else SUB)
     if len(text) == 1:

@@ -127,3 +127,10 @@ def test_script_convention(base, script, mark, expected):
 def test_tex_source_without_preamble():
     source = "\\documentclass[12pt]{minimal}\\usepackage{amsmath}\\begin{document}$${R}^{2}$$\\end{document}"
     assert mathml.tex(source) == "${R}^{2}$"
+
+
+def test_a_raised_ring_after_a_number_is_a_degree_sign():
+    # Markup as in the sample's climate papers (`40<sup>o</sup>N`, `37<sup>&#x000b0;</sup>C`).
+    p = b"at 40<sup>o</sup>N and 37<sup>&#x000b0;</sup>C, the 1<sup>st</sup>"
+    data = b"<article><body><p>%s</p></body></article>" % p
+    assert jats.parse_article(data).paragraphs[0].text == "at 40°N and 37°C, the 1st"
