@@ -170,14 +170,25 @@ def test_filelist_and_cloud_metadata_fill_in_but_never_override(direct_run):
 
 
 def test_portable_runner_embedded_job_service(pmc_sample, tmp_path):
+    cloud = tmp_path / "cloud"  # two versions of one article: the latest is kept on this runner too
+    for version in (1, 2):
+        (cloud / f"PMC4500000.{version}").mkdir(parents=True)
+        (cloud / f"PMC4500000.{version}" / f"PMC4500000.{version}.xml").write_bytes(
+            (pmc_sample / "PMC4500000.xml").read_bytes()
+        )
     out = tmp_path / "out"
     stats = run_ingest(
-        [str(pmc_sample / "PMC4735918.xml"), str(pmc_sample / "PMC4500000.xml")],
+        [str(pmc_sample / "PMC4735918.xml"), str(cloud)],
         str(out),
         beam_args=["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"],
     )
     rows, _ = check_outputs(out)
-    assert stats["articles_parsed"] == 2 and {r["article_id"] for r in rows} == {"PMC4735918", "PMC4500000"}
+    assert stats["articles_parsed"] == 3 and stats["articles_superseded"] == 1
+    assert {r["article_id"] for r in rows} == {"PMC4735918", "PMC4500000"}
+    assert {r["source"] for r in rows if r["article_id"] == "PMC4500000"} == {
+        "cloud/PMC4500000.2/PMC4500000.2.xml"
+    }
+    assert len({r["id"] for r in rows}) == len(rows)
 
 
 def test_min_tokens_and_licence_codes(pmc_sample):
