@@ -25,6 +25,8 @@ _WORD_RELATIONS = frozenset({"->", "<=", ">=", ":="})
 _BINARY = frozenset("+-−±∓×·÷*")
 _SPACED = _RELATIONS | _BINARY | frozenset(",")
 DEGREE = frozenset({"∘", "°", "○", "o"})
+# Function application, invisible times / separator / plus: operators a reader does not see.
+_INVISIBLE_OPERATORS = frozenset({"\u2061", "\u2062", "\u2063", "\u2064", "\u200b"})
 _INVISIBLE = str.maketrans("", "", "\u2061\u2062\u2063\u2064\u200b")
 # mover accents -> combining characters (x̄, x̂, x̃, ẋ, x⃗).
 _ACCENTS = {
@@ -116,7 +118,10 @@ def _is_accent(children: list[etree._Element]) -> bool:
 
 def _token(el: etree._Element) -> str:
     text = el.text if len(el) == 0 else etree.tostring(el, method="text", encoding=str, with_tail=False)
-    return text.translate(_INVISIBLE).strip() if text else ""
+    if not text:
+        return ""
+    text = text.strip()
+    return "" if text in _INVISIBLE_OPERATORS else text
 
 
 class _Renderer:
