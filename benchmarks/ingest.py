@@ -1,13 +1,14 @@
 """Ingest benchmark: our full extraction vs pubmed_parser 0.5.1 `parse_pubmed_paragraph`, same files.
 
-    python benchmarks/ingest.py [--sample DIR] [--limit N] [--rounds 3]
+    python benchmarks/ingest.py [--sample DIR] [--limit N] [--rounds 3] [--before OLD_RESULTS.json]
 
-Ours = read file + parse (up to the main `</body>`) + metadata + body paragraphs + min-token filter +
-language id + schema rows (everything the Beam DoFn does except writing). Baseline = pubmed_parser's
-paragraph extraction (file read + full parse + `//body//p` text), which does strictly less: no
-metadata beyond ids, no formula handling, no language. Rounds alternate ours/baseline; the best round
-of each is kept (the machine is shared); times are process CPU time. Single process: rates are per
-core. Writes benchmarks/results/ingest.json.
+Ours = read file + parse (up to the main `</body>`) + metadata + body paragraphs with the text rendering
+(`jats.TEXT_RENDERING`: scripts, formulas, entities...) + min-token filter + language id + schema rows
+(everything the Beam DoFn does except writing). Baseline = pubmed_parser's paragraph extraction (file
+read + full parse + `//body//p` text), which does strictly less: no metadata beyond ids, no formula
+rendering, no language. Rounds alternate ours/baseline; the best round of each is kept (the machine is
+shared); times are process CPU time. Single process: rates are per core. `--before` embeds a results
+file of an earlier version (run the same way) for comparison. Writes benchmarks/results/ingest.json.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import io
 import json
 import os
+import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -58,7 +60,16 @@ def timed(fn, files: list[str]) -> float:
 
 def breakdown(files: list[str]) -> dict:
     """Where our time goes, per stage, on the same files (seconds summed over all files)."""
-    t = {"read": 0.0, "parse": 0.0, "extract": 0.0, "langid": 0.0, "rows": 0.0, "write": 0.0}
+    t = {
+        "read": 0.0,
+        "parse": 0.0,
+        "metadata": 0.0,
+        "render": 0.0,
+        "walk": 0.0,
+        "langid": 0.0,
+        "rows": 0.0,
+        "write": 0.0,
+    }
     langid_per_paragraph = 0.0
     all_rows: list[dict] = []
     for path in files:
@@ -75,7 +86,13 @@ def breakdown(files: list[str]) -> dict:
         t2 = time.process_time()
         article = jats.article_metadata(article_el, Path(path).stem)
         body = jats._child(article_el, "body")
-        article.paragraphs = jats.body_paragraphs(body) if body is not None else []
+        tm = time.process_time()
+        if body is not None:
+            jats.prepare(body, article.dropped)  # the text rendering: formulas, scripts, blocks...
+        tr = time.process_time()
+        article.paragraphs = []
+        if body is not None:
+            jats._walk(body, "", "", article.paragraphs)  # paragraphs: walk, text, whitespace
         t3 = time.process_time()
         texts = [p.text for p in article.paragraphs if p.n_tokens >= 64]
         langid.detect_paragraphs(texts)
@@ -88,7 +105,9 @@ def breakdown(files: list[str]) -> dict:
         langid_per_paragraph += t6 - t5
         t["read"] += t1 - t0
         t["parse"] += t2 - t1
-        t["extract"] += t3 - t2
+        t["metadata"] += tm - t2
+        t["render"] += tr - tm
+        t["walk"] += t3 - tr
         t["langid"] += t4 - t3
         t["rows"] += max(0.0, (t5 - t4) - (t4 - t3))
         all_rows.extend(rows)
@@ -106,12 +125,29 @@ def breakdown(files: list[str]) -> dict:
     }
 
 
+def cpu() -> dict:
+    """CPU model and the vector / matrix extensions that matter here (from lscpu)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    flags = set(fields.get("Flags", "").split())
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {
+        "model": fields.get("Model name", "").strip(),
+        "cores": os.cpu_count(),
+        "flags": {flag: flag in flags for flag in wanted},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", default=str(DEFAULT_SAMPLE))
     parser.add_argument("--limit", type=int, default=0, help="only the first N files (0: all)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "ingest.json"))
+    parser.add_argument("--before", help="results JSON of an earlier version, embedded for comparison")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     files = sorted(str(p) for p in Path(args.sample).glob("*.xml"))
@@ -120,6 +156,7 @@ def main() -> None:
     for path in files:  # warm the page cache for both
         Path(path).read_bytes()
     ours(files[0]), baseline(files[0])  # imports, first-call setup
+    load_before = os.getloadavg()
     ours_times, base_times = [], []
     for r in range(args.rounds):
         base_times.append(timed(baseline, files))
@@ -132,6 +169,9 @@ def main() -> None:
     write_per_article = parts["seconds"]["write"] / len(files)
     with_write_per_s = 1 / (1 / ours_per_s + write_per_article)
     result = {
+        "text_rendering": jats.TEXT_RENDERING,
+        "cpu": cpu(),
+        "load_average_1min": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
         "files": len(files),
         "rounds": args.rounds,
         "ours_per_s": round(ours_per_s, 1),
@@ -140,10 +180,13 @@ def main() -> None:
         "ours_with_write_per_s": round(with_write_per_s, 1),
         "breakdown": parts,
         "core_hours_4_5M_articles": round(PMC_OA_ARTICLES / with_write_per_s / 3600, 2),
-        "notes": "per core (one process); best of alternating rounds on a shared machine; ours includes "
+        "notes": "per core (one process); best of alternating rounds on a shared machine (other jobs ran: "
+        "see load_average_1min, before / after the rounds, on 2 cores); ours includes the text rendering, "
         "language id (CLD2, one call per article, per paragraph only for mixed bodies) and schema rows; "
         "core-hours include Parquet writing; the baseline extracts paragraph text only.",
     }
+    if args.before:
+        result["before"] = json.loads(Path(args.before).read_text())
     print(json.dumps(result, indent=2))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(result, indent=2) + "\n")

@@ -1,11 +1,13 @@
 """Ingest stage: PMC-OA JATS articles -> `<out>/paragraphs/` Parquet on Apache Beam (docs/ingest.md).
 
     inputs -> expand (folders, globs, packages) -> Reshuffle -> read bytes (tar packages streamed,
-    members reshuffled) -> parse + paragraph rows (pure: `article_rows`) -> paragraphs/, dead_letter/,
-    ingest_stats.json
+    members reshuffled) -> parse + paragraph rows (pure: `article_rows`) -> group by article id, keep
+    the latest copy (`choose_latest`) -> paragraphs/, dead_letter/, ingest_stats.json
 
 Counts reconcile: articles read = parsed + dead-lettered (an input that cannot even be read, e.g. a
-missing file or a corrupt package, is dead-lettered as read too). Beam Metrics counters mirror them.
+missing file or a corrupt package, is dead-lettered as read too); superseded copies of an article are
+parsed articles whose rows are not written (`articles_superseded`, and a dead-letter line each with
+reason `superseded` naming the copy kept). Beam Metrics counters mirror the counts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import posixpath
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -131,10 +134,45 @@ def summarize(article: jats.Article | None, rows: list[dict], reason: str | None
         "paragraphs_extracted": len(article.paragraphs),
         "paragraphs_written": len(rows),
         "articles_by_license_group": {group: 1},
-        "articles_by_language": {languages.most_common(1)[0][0] if rows else "und": 1},
+        # An article without kept paragraphs has no language (it is counted above, not as `und`).
+        "articles_by_language": {languages.most_common(1)[0][0]: 1} if rows else {},
         "paragraphs_by_license_group": {group: len(rows)} if rows else {},
         "paragraphs_by_language": dict(languages),
+        "dropped": dict(article.dropped),
     }
+
+
+def superseded_summary(candidate: Candidate) -> dict:
+    """Stats of a copy of an article that a later copy replaced: parsed, nothing written."""
+    return {
+        "articles_read": 1,
+        "articles_parsed": 1,
+        "articles_superseded": 1,
+        "paragraphs_superseded": len(candidate.rows),
+    }
+
+
+@dataclass
+class Candidate:
+    """One parsed copy of an article, with what decides which copy is the latest."""
+
+    source: str
+    rows: list[dict]
+    stats: dict
+    version: int | None = None  # PMC article version (`PMC123.2`)
+    last_updated: str | None = None  # file list `LastUpdated` / cloud JSON
+    file_updated: str | None = None  # file or package-member modification time
+
+    def rank(self) -> tuple:
+        """Latest first when sorted descending: version, then listed update time, then file time; the
+        source name last so the choice never depends on input order."""
+        return (self.version or 0, self.last_updated or "", self.file_updated or "", self.source)
+
+
+def choose_latest(candidates: Iterable[Candidate]) -> tuple[Candidate, list[Candidate]]:
+    """(the copy to keep, the superseded copies) of one article seen more than once."""
+    ordered = sorted(candidates, key=Candidate.rank, reverse=True)
+    return ordered[0], ordered[1:]
 
 
 def merge_stats(parts: Iterable[dict]) -> dict:
@@ -142,6 +180,8 @@ def merge_stats(parts: Iterable[dict]) -> dict:
         "articles_read": 0,
         "articles_parsed": 0,
         "articles_dead_lettered": 0,
+        "articles_superseded": 0,
+        "paragraphs_superseded": 0,
         "articles_recovered": 0,
         "articles_without_body": 0,
         "articles_without_kept_paragraphs": 0,
@@ -160,14 +200,27 @@ def merge_stats(parts: Iterable[dict]) -> dict:
 
 
 def parse_payload(
-    source: str, data: bytes, *, min_tokens: int, meta: dict | None = None, filelist: dict | None = None
-) -> tuple[list[dict], dict]:
-    """Bytes of one article -> (rows, stats part). Raises jats.JatsError for a dead letter."""
+    source: str,
+    data: bytes,
+    *,
+    min_tokens: int,
+    meta: dict | None = None,
+    filelist: dict | None = None,
+    file_updated: str | None = None,
+) -> tuple[str, Candidate]:
+    """Bytes of one article -> (article id, candidate copy). Raises jats.JatsError for a dead letter."""
     article = jats.parse_article(data, fallback_id=source_stem(source))
-    rows = article_rows(
-        article, source, min_tokens=min_tokens, meta=lookup_meta(filelist, article, source, meta)
+    side = lookup_meta(filelist, article, source, meta)
+    rows = article_rows(article, source, min_tokens=min_tokens, meta=side)
+    candidate = Candidate(
+        source,
+        rows,
+        summarize(article, rows),
+        version=article.version,
+        last_updated=side.last_updated if side else None,
+        file_updated=file_updated,
     )
-    return rows, summarize(article, rows)
+    return article.article_id, candidate
 
 
 # --- Beam ---------------------------------------------------------------------------------------
@@ -176,6 +229,7 @@ READ = Metrics.counter(STAGE, "articles_read")
 PARSED = Metrics.counter(STAGE, "articles_parsed")
 DEAD = Metrics.counter(STAGE, "articles_dead_lettered")
 PARAGRAPHS = Metrics.counter(STAGE, "paragraphs_written")
+SUPERSEDED = Metrics.counter(STAGE, "articles_superseded")
 
 
 def _dead(source: str, reason: str, detail: str = "") -> list:
@@ -193,15 +247,15 @@ class ReadTask(beam.DoFn):
     def process(self, task: sources.Task) -> Iterator:
         if task.kind == "tar":
             try:
-                for member, data in sources.iter_tar(task.uri):
-                    yield (f"{task.uri}!{member}", data, None)
+                for member, data, mtime in sources.iter_tar(task.uri):
+                    yield (f"{task.name}!{member}", data, None, mtime)
             except Exception as e:  # noqa: BLE001 - a corrupt package must not stop the run
-                yield from _dead(task.uri, "unreadable_package", f"{type(e).__name__}: {e}")
+                yield from _dead(task.name, "unreadable_package", f"{type(e).__name__}: {e}")
             return
         try:
             data = sources.read_bytes(task.uri)
         except Exception as e:  # noqa: BLE001
-            yield from _dead(task.uri, "unreadable_file", f"{type(e).__name__}: {e}")
+            yield from _dead(task.name, "unreadable_file", f"{type(e).__name__}: {e}")
             return
         meta = None
         if task.metadata_uri:
@@ -209,20 +263,21 @@ class ReadTask(beam.DoFn):
                 meta = sources.parse_cloud_metadata(sources.read_bytes(task.metadata_uri), task.metadata_uri)
             except Exception:  # noqa: BLE001 - metadata is a fallback: the article still counts
                 logging.warning("unreadable cloud metadata %s", task.metadata_uri)
-        yield (task.uri, data, meta.to_dict() if meta else None)
+        yield (task.name, data, meta.to_dict() if meta else None, task.updated)
 
 
 class ParseArticle(beam.DoFn):
-    """(source, bytes, metadata) -> paragraph rows; dead letters and per-article stats as tagged outputs."""
+    """(source, bytes, metadata, file time) -> (article id, Candidate); dead letters and their stats as
+    tagged outputs."""
 
     def __init__(self, min_tokens: int):
         self.min_tokens = min_tokens
 
     def process(self, payload, filelist) -> Iterator:
-        source, data, meta = payload
+        source, data, meta, updated = payload
         try:
-            rows, stats = parse_payload(
-                source, data, min_tokens=self.min_tokens, meta=meta, filelist=filelist
+            yield parse_payload(
+                source, data, min_tokens=self.min_tokens, meta=meta, filelist=filelist, file_updated=updated
             )
         except jats.JatsError as e:
             yield from _dead(source, e.reason, e.detail)
@@ -232,9 +287,23 @@ class ParseArticle(beam.DoFn):
             return
         READ.inc()
         PARSED.inc()
-        PARAGRAPHS.inc(len(rows))
-        yield beam.pvalue.TaggedOutput("stats", stats)
-        yield from rows
+
+
+class KeepLatest(beam.DoFn):
+    """All copies of one article -> the latest copy's rows; the others counted and dead-lettered as
+    `superseded` (one row per paragraph id across the whole input)."""
+
+    def process(self, element) -> Iterator:
+        article_id, candidates = element
+        kept, superseded = choose_latest(candidates)
+        for old in superseded:
+            SUPERSEDED.inc()
+            detail = f"{article_id}: kept {kept.source} (version {kept.version or '-'})"
+            yield beam.pvalue.TaggedOutput("superseded", dead_letter(STAGE, old.source, "superseded", detail))
+            yield beam.pvalue.TaggedOutput("stats", superseded_summary(old))
+        PARAGRAPHS.inc(len(kept.rows))
+        yield beam.pvalue.TaggedOutput("stats", kept.stats)
+        yield from kept.rows
 
 
 def load_filelist(uri: str) -> Iterator[tuple[str, dict]]:
@@ -270,22 +339,33 @@ def build_pipeline(pipeline, inputs: list[str], output: str, *, min_tokens: int 
     ) | "AllPayloads" >> beam.Flatten()
     parsed = payloads | "Parse" >> beam.ParDo(
         ParseArticle(min_tokens), beam.pvalue.AsDict(filelist)
-    ).with_outputs("dead", "stats", main="rows")
-    parsed.rows | WriteDataset(output, "paragraphs", schemas.PARAGRAPHS)
+    ).with_outputs("dead", "stats", main="candidates")
+    kept = (
+        parsed.candidates
+        | "ByArticle" >> beam.GroupByKey()
+        | "KeepLatest" >> beam.ParDo(KeepLatest()).with_outputs("superseded", "stats", main="rows")
+    )
+    kept.rows | WriteDataset(output, "paragraphs", schemas.PARAGRAPHS)
     (
-        (read_files.dead, read_packages.dead, parsed.dead)
+        (read_files.dead, read_packages.dead, parsed.dead, kept.superseded)
         | "AllDead" >> beam.Flatten()
         | WriteDeadLetters(output, STAGE)
     )
     stats_path = f"{output.rstrip('/')}/{STAGE}_stats.json"
 
     def finish(stats: dict) -> dict:
-        stats = {"stage": STAGE, "inputs": list(inputs), "min_tokens": min_tokens, **stats}
+        stats = {
+            "stage": STAGE,
+            "inputs": list(inputs),
+            "min_tokens": min_tokens,
+            "text_rendering": jats.TEXT_RENDERING,
+            **stats,
+        }
         write_json(stats, stats_path)
         return stats
 
     return (
-        (read_files.stats, read_packages.stats, parsed.stats)
+        (read_files.stats, read_packages.stats, parsed.stats, kept.stats)
         | "AllStats" >> beam.Flatten()
         | "MergeStats" >> beam.CombineGlobally(merge_stats)
         | "WriteStats" >> beam.Map(finish)

@@ -8,9 +8,14 @@ What becomes a paragraph (see docs/ingest.md):
   that holds them, with their full path (`sec[0]/p[3]/list[0]/list-item[1]/p[0]`);
 - never: table cells, figure / table / supplementary captions, footnotes, front and back matter,
   sub-articles (translations, decision letters, replies) and anything after the main `</body>`.
-Inline markup is flattened without added spaces (`samples<xref>34</xref>.` -> `samples34.`), every
-formula (`inline-formula`, `disp-formula`, bare MathML / TeX) becomes ` [formula] `, block children
-are cut out of the sentence around them, and whitespace is collapsed.
+Text rendering (version `TEXT_RENDERING`, rules and examples in docs/ingest.md): inline markup is
+flattened without added spaces (`samples<xref>34</xref>.` -> `samples34.`) except superscripts and
+subscripts, which keep numbers apart (`10<sup>4</sup>` -> `10⁴`, `T<sub>max</sub>` -> `T_{max}`, see
+`pipelines.mathml.script`); citation superscripts (only `xref`s and separators) are dropped; formulas
+become linear text (MathML rendered, TeX source as `$...$`, ` [formula] ` only when neither exists);
+`<break/>` and blocks cut out of a sentence leave a space; undeclared named entities (`&alpha;`) are
+resolved from the HTML5 table; soft hyphens and zero-width characters are removed and whitespace
+(no-break, thin spaces...) collapsed to one space; `def-list` terms prefix their definition.
 
 Speed: the XML is fed to lxml only up to the main `</body>` (back matter, reference lists, floats and
 sub-articles are never parsed), tables, figures and formulas are cut out of the bytes before parsing,
@@ -24,14 +29,23 @@ refused before parsing.
 from __future__ import annotations
 
 import hashlib
+import html.entities
 import re
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 from lxml import etree
 
-# Elements whose content is a formula: replaced by one placeholder, never walked.
-FORMULA_TAGS = frozenset({"inline-formula", "disp-formula", "disp-formula-group", "math", "tex-math"})
+from pipelines import mathml
+
+# Bumped whenever the text of a paragraph can change for the same XML: recorded in ingest_stats.json
+# so cached teacher answers and trained models know which rendering they saw. 1: flattened text with
+# ` [formula] ` for every formula (teacher labels v1/v2); 2: scripts, formulas, breaks, boxes, def terms.
+TEXT_RENDERING = 2
+
+# Elements whose content is a formula: rendered to linear text (`render_formula`), never walked.
+FORMULA_TAGS = frozenset({"inline-formula", "disp-formula", "math", "tex-math"})
 # Block children holding prose: cut out of the surrounding sentence, their `p`s become paragraphs.
 PROSE_BLOCKS = frozenset({"list", "disp-quote", "boxed-text", "statement", "def-list", "verse-group"})
 # Block or non-prose children dropped from the text and never walked.
@@ -56,11 +70,31 @@ DROPPED = frozenset(
         "glossary",
         "object-id",
         "label",
-        "caption",
         "attrib",
         "permissions",
     }
 )
+# Dropped blocks that interrupt a sentence: the text on either side is kept apart by a space.
+BLOCKS = frozenset(
+    {
+        "table-wrap",
+        "table-wrap-group",
+        "table",
+        "fig",
+        "fig-group",
+        "graphic",
+        "media",
+        "supplementary-material",
+        "chem-struct-wrap",
+        "array",
+        "code",
+        "preformat",
+        "alternatives",
+        "glossary",
+    }
+)
+# Captions are dropped (figures, tables) except a `boxed-text` caption, whose `p`s are the box's prose.
+CAPTION = "caption"
 FORMULA = " [formula] "
 # Containers in which a `p` is a paragraph of the prose flow.
 SECTION_TAGS = frozenset({"body", "sec"})
@@ -72,7 +106,8 @@ _NONCOMMERCIAL = re.compile(r"non[\s\-]?commercial|by[\-_ ]?nc\b", re.I)
 _CC_TEXT = re.compile(r"creative\s*commons|\bcc[\-_ ]?by\b|creativecommonsby|\bcc0\b|public\s+domain", re.I)
 _BODY_END = re.compile(rb"</(?:[A-Za-z_][\w.\-]*:)?body\s*>")
 _DIGITS = re.compile(r"(\d+)")
-_PMC_FILE = re.compile(r"^PMC\d+(?:\.\d+)?$")
+_PMC_FILE = re.compile(r"^PMC\d+(?:\.(\d+))?$")
+_VERSION = re.compile(r"^PMC\d+\.(\d+)$", re.I)
 
 
 class JatsError(ValueError):
@@ -112,7 +147,11 @@ class Article:
     has_body: bool = False
     # Parsed only after a fallback (malformed DOCTYPE dropped, or lxml recovery on a complete document).
     recovered: bool = False
+    # PMC article version (`PMC123.2`: 2) from `article-id pub-id-type="pmcid-ver"` or the file name.
+    version: int | None = None
     paragraphs: list[Paragraph] = field(default_factory=list)
+    # What the text rendering left out, per reason (summed into ingest_stats.json `dropped`).
+    dropped: Counter = field(default_factory=Counter)
 
 
 def local(tag: object) -> str | None:
@@ -169,9 +208,8 @@ def _closing_tags(data: bytes, end: int | None = None) -> tuple[bytes, bytes] | 
 
 
 # Elements cut out of the bytes before parsing (never used: tables, figures, media, abstracts, reference
-# lists) or replaced by the formula placeholder. Tree-level `prepare` applies the same rules to anything
-# this misses (e.g. prefixed tags), so pruning only saves time, it never changes the result.
-_PRUNE_FORMULA = (b"inline-formula", b"disp-formula", b"mml:math", b"tex-math")
+# lists), each replaced by a space so the words around it stay apart. Tree-level `prepare` applies the
+# same rules to anything this misses (e.g. prefixed tags), so pruning only saves time.
 _PRUNE_DROP = (
     b"table-wrap",
     b"fig",
@@ -182,7 +220,9 @@ _PRUNE_DROP = (
     b"abstract",
     b"trans-abstract",
 )
-_PRUNE_OPEN = re.compile(rb"<(" + b"|".join(re.escape(t) for t in _PRUNE_FORMULA + _PRUNE_DROP) + rb")[\s>/]")
+# The text after a cut block needs no separating space when it starts with these (`Table 3<table-wrap/>.`).
+_NO_SPACE_BEFORE = frozenset(bytes([c]) for c in b".,;:)]!?\n\r\t ")
+_PRUNE_OPEN = re.compile(rb"<(" + b"|".join(re.escape(t) for t in _PRUNE_DROP) + rb")[\s>/]")
 
 
 def prune(head: bytes) -> bytes:
@@ -215,8 +255,8 @@ def prune(head: bytes) -> bytes:
                 scan = k + len(close)
             end = scan
         out.append(head[pos:i])
-        if tag in _PRUNE_FORMULA:
-            out.append(FORMULA.encode())
+        if head[end : end + 1] not in _NO_SPACE_BEFORE:
+            out.append(b" ")
         pos = end
         m = search(head, pos)
     if not out:
@@ -315,12 +355,15 @@ def find_article(root: etree._Element) -> etree._Element:
     raise JatsError("not_jats", f"no <article> element (root is <{local(root.tag)}>)")
 
 
+# Soft hyphen and zero-width characters: removed (they are not part of any word as read).
+_INVISIBLE = ("\xad", "\u200b", "\u2060", "\ufeff")
 # Whitespace other than the ASCII space that an ASCII text can hold, and the double space.
 _ASCII_EXTRA_SPACE = ("  ", "\n", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
 
 
 def clean(text: str) -> str:
-    """Collapse whitespace runs (incl. newlines and no-break spaces) to one space, strip the ends.
+    """Collapse whitespace runs (incl. newlines, no-break and thin spaces) to one space, strip the ends,
+    remove soft hyphens and zero-width characters.
 
     Splitting into words is the costly part, so most texts skip it: a text whose only whitespace is
     single ASCII spaces just needs its ends stripped. ASCII texts are checked with a few substring
@@ -335,6 +378,9 @@ def clean(text: str) -> str:
     if not text.isprintable():
         text = text.replace("\xa0", " ").replace("\u2009", " ")
         if not text.isprintable():
+            for char in _INVISIBLE:
+                if char in text:
+                    text = text.replace(char, "")
             return " ".join(text.split())
     if "  " in text:
         return " ".join(text.split())
@@ -353,26 +399,207 @@ def _wild(names: frozenset[str]) -> tuple[str, ...]:
 
 
 _DROPPED_TAGS = _wild(DROPPED)
+_BLOCK_TAGS = _wild(BLOCKS)
 _FORMULA_TAGS = _wild(FORMULA_TAGS)
 _PROSE_TAGS = _wild(PROSE_BLOCKS)
+_SCRIPT_TAGS = ("{*}sup", "{*}sub")
+_PREPARED = (
+    etree.Entity,
+    *_FORMULA_TAGS,
+    *_BLOCK_TAGS,
+    *_SCRIPT_TAGS,
+    "{*}break",
+    f"{{*}}{CAPTION}",
+    *_PROSE_TAGS,
+)
+_COMPLEX_MATH = tuple(f"{{*}}{name}" for name in mathml.COMPLEX)
+# A superscript holding only citations and these separators is a citation marker: dropped.
+_CITATION_SEPARATORS = " ,;–-−()[]\u2009\xa0"
+# Superscripts without letters or digits that are still raised: charges (`Na⁺`, `Cl⁻`).
+_SIGNS = frozenset({"+", "-", "−", "++", "2+", "+/+", "=", "±"})
+_ALNUM = re.compile(r"[^\W_]")
+_CLOSING = frozenset(".,;:)]!? \n\t")
+# Unlinked citation numbers written as `<sup>10)</sup>` (some journals' style).
+_PAREN_CITATION = re.compile(r"^\d+(?:\s*[,–\-]\s*\d+)*\)$")
+# Superscripts written as plain text: ordinals (`5<sup>th</sup>`) and marks that are raised already.
+_PLAIN_SUPERSCRIPTS = frozenset({"st", "nd", "rd", "th", "o", "a", "os", "as", "er", "e", "ème", "ª", "º"})
 
 
 _HOLDS_BLOCK = "biomed-enrich-holds-block"
 
 
-def prepare(body: etree._Element) -> None:
-    """Rewrite the body in place with C-level calls: drop non-prose subtrees (keeping their tails), turn
-    every formula into one placeholder, and mark the `p`s that hold a prose block. Afterwards a
-    paragraph's text is the text content of its element."""
-    etree.strip_elements(body, *_DROPPED_TAGS, with_tail=False)
-    # One pass for both (a block inside a cleared formula is detached from the body when reached).
-    for el in list(body.iter(*_FORMULA_TAGS, *_PROSE_TAGS)):
-        if local(el.tag) in FORMULA_TAGS:
-            tail = el.tail
-            el.clear()
-            el.text = FORMULA
-            el.tail = tail
+def _space_tail(el: etree._Element) -> None:
+    """A space after `el` (a block cut out of a sentence, a line break) unless punctuation follows."""
+    tail = el.tail
+    if not tail:
+        el.tail = " "
+    elif tail[0] not in _CLOSING:
+        el.tail = " " + tail
+
+
+def render_formula(el: etree._Element, dropped: Counter) -> str | None:
+    """Linear text of a formula element: MathML rendered when simple (or when there is no TeX), else the
+    TeX source, else the MathML rendering, else the placeholder. None: a formula written as plain markup (no
+    MathML, no TeX, but text): left in place to be read like any text."""
+    name = local(el.tag)
+    math = el if name == "math" else next(el.iter("{*}math"), None)
+    tex = el if name == "tex-math" else next(el.iter("{*}tex-math"), None)
+    text = ""
+    if math is not None and tex is not None and next(math.iter(*_COMPLEX_MATH), None) is not None:
+        math = None  # complex, and the article gives its TeX: use that
+    if math is not None:
+        text, simple = mathml.render(math)
+        if text and (simple or tex is None):
+            return text
+    if tex is not None:
+        source = mathml.tex(text_of(tex))
+        if source:
+            return source
+    if text:
+        return text
+    if math is None and tex is None and text_of(el).strip():
+        return None
+    dropped["formula_placeholder"] += 1
+    return FORMULA
+
+
+def _render_formulas(formulas: list[etree._Element], dropped: Counter) -> None:
+    """Replace each outermost formula element (of `formulas`, in document order) by its linear text."""
+    inner: set = set()
+    for el in formulas:
+        if el in inner:  # inside a formula rendered already
             continue
+        if len(el):
+            inner.update(el.iter(*_FORMULA_TAGS))
+        text = render_formula(el, dropped)
+        if text is None:
+            continue
+        el.clear(keep_tail=True)
+        el.text = f" {text} " if el.tag[-12:] == "disp-formula" else text
+
+
+def _is_citation(sup: etree._Element, text: str) -> bool:
+    """A superscript made of citation links and separators (`<sup><xref>3</xref>,<xref>4</xref></sup>`)."""
+    parent = sup.getparent()
+    if (parent is not None and local(parent.tag) == "xref") or _PAREN_CITATION.match(text):
+        return True
+    if len(sup) == 0:
+        return False
+    rest = text
+    found = False
+    for xref in sup.iter("{*}xref"):
+        found = True
+        rest = rest.replace(text_of(xref), "", 1)
+    return found and not rest.strip(_CITATION_SEPARATORS)
+
+
+def _render_scripts(scripts: list[etree._Element], dropped: Counter) -> None:
+    """`<sup>` / `<sub>` -> their text with a script marker (`mathml.script`); citation markers dropped."""
+    for el in scripts:
+        parent = el.getparent()
+        if parent is None:  # inside a script rendered already
+            continue
+        sup = el.tag[-3:] == "sup"
+        if len(el) == 0:
+            raw = el.text
+            if not raw:
+                continue
+            if raw.isdigit() and not (sup and parent.tag[-4:] == "xref"):  # an exponent or index (the
+                el.text = raw.translate(mathml.SUP if sup else mathml.SUB)  # common case, made quick)
+                continue
+        else:
+            raw = text_of(el)
+        text = " ".join(raw.split())
+        if sup and _is_citation(el, text):
+            dropped["citation_superscript"] += 1
+            _drop_citation(el)
+            continue
+        if sup and text in mathml.DEGREE and _after_digit(el, parent):
+            text = "°"  # `40<sup>o</sup>N`: a degree sign
+        elif not sup or not (text in _PLAIN_SUPERSCRIPTS or not (_ALNUM.search(text) or text in _SIGNS)):
+            text = mathml.script("", text, "^" if sup else "_")
+        # else written plain: an ordinal (`5th`) or a raised mark (`*`, `†`, `®`, `−/−`)
+        if text and raw[0].isspace():  # `ko/ko </sup>female`: the space belongs between the words
+            text = " " + text
+        if text and raw[-1].isspace():
+            text += " "
+        el.clear(keep_tail=True)
+        el.text = text
+
+
+def _after_digit(el: etree._Element, parent: etree._Element) -> bool:
+    prev = el.getprevious()
+    before = (prev.tail if prev is not None else parent.text) or ""
+    return before[-1:].isdigit()
+
+
+def _drop_citation(sup: etree._Element) -> None:
+    """Remove a citation superscript; `word <sup>12</sup>.` leaves `word.`, not `word .`."""
+    tail = sup.tail or ""
+    if tail[:1] in _CLOSING:
+        prev = sup.getprevious()
+        if prev is not None and prev.tail:
+            prev.tail = prev.tail.rstrip()
+        elif prev is None:
+            parent = sup.getparent()
+            if parent.text:
+                parent.text = parent.text.rstrip()
+    _detach(sup, "")
+
+
+def _resolve_entities(entities: list, dropped: Counter) -> None:
+    """Undeclared named entities (`&alpha;`: the DTD is never loaded, the parser keeps them as entity
+    nodes) -> their character (HTML5 table)."""
+    for ent in entities:
+        char = html.entities.html5.get(f"{ent.name};")
+        if char is None:
+            dropped["unknown_entity"] += 1
+            char = ""
+        parent = ent.getparent()
+        text = char + (ent.tail or "")
+        prev = ent.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + text
+        else:
+            parent.text = (parent.text or "") + text
+        parent.remove(ent)
+
+
+def prepare(body: etree._Element, dropped: Counter | None = None) -> None:
+    """Rewrite the body in place so that a paragraph's text is the text content of its element: render
+    formulas and scripts, space breaks, drop non-prose subtrees (a space stands for a dropped block),
+    keep only `boxed-text` captions, and mark the `p`s that hold a prose block."""
+    dropped = Counter() if dropped is None else dropped
+    # One C-level pass finds every element to rewrite (each extra pass costs a whole tree walk).
+    entities, formulas, captions, scripts, blocks = [], [], [], [], []
+    for el in body.iter(*_PREPARED):
+        tag = el.tag
+        if tag is etree.Entity:
+            entities.append(el)
+            continue
+        name = tag.rpartition("}")[2]
+        if name == "sup" or name == "sub":
+            scripts.append(el)
+        elif name in FORMULA_TAGS:
+            formulas.append(el)
+        elif name in PROSE_BLOCKS:
+            blocks.append(el)
+        elif name == CAPTION:
+            captions.append(el)
+        else:  # a dropped block or a line break: the words on either side stay apart
+            _space_tail(el)
+    if entities:
+        _resolve_entities(entities, dropped)
+    if formulas:
+        _render_formulas(formulas, dropped)
+    etree.strip_elements(body, *_DROPPED_TAGS, with_tail=False)
+    for el in captions:
+        parent = el.getparent()
+        if parent is not None and local(parent.tag) != "boxed-text":
+            _detach(el, "")
+    if scripts:
+        _render_scripts(scripts, dropped)
+    for el in blocks:
         for ancestor in el.iterancestors():
             name = local(ancestor.tag)
             if name == "p":
@@ -382,15 +609,19 @@ def prepare(body: etree._Element) -> None:
                 break
 
 
-def _detach(el: etree._Element) -> None:
-    """Remove `el` from its parent but keep its tail text in place."""
+def _detach(el: etree._Element, separator: str = " ") -> None:
+    """Remove `el` from its parent but keep its tail text in place (after `separator`: a block cut out
+    of a sentence must not glue the words on either side)."""
     parent = el.getparent()
-    if el.tail:
+    tail = el.tail or ""
+    if separator and tail[:1] not in _CLOSING:
+        tail = separator + tail
+    if tail:
         prev = el.getprevious()
         if prev is not None:
-            prev.tail = (prev.tail or "") + el.tail
+            prev.tail = (prev.tail or "") + tail
         else:
-            parent.text = (parent.text or "") + el.tail
+            parent.text = (parent.text or "") + tail
     parent.remove(el)
 
 
@@ -425,13 +656,15 @@ def _paragraph(p: etree._Element, path: str, title: str, out: list[Paragraph]) -
         _walk_block(block, block_path, title, out)
 
 
-def _title(sec: etree._Element) -> str | None:
+def _title(sec: etree._Element | None) -> str | None:
+    if sec is None:
+        return None
     title = next(sec.iterchildren("{*}title"), None)
     return None if title is None else clean(text_of(title)) or None
 
 
 _WALKED = frozenset({"p", "sec"}) | PROSE_BLOCKS
-_WALKED_NESTED = _WALKED | frozenset({"list-item", "def-item", "def"})
+_WALKED_NESTED = _WALKED | frozenset({"list-item", "def-item", "def", CAPTION})
 
 
 def _walk(
@@ -464,20 +697,35 @@ def _walk(
             _walk(child, path + "/", _title(child) or title, out)
         elif name in PROSE_BLOCKS:
             _walk_block(child, path, title, out)
-        else:  # list-item, def-item, def
+        elif name == "def-item":
+            _walk_definition(child, path + "/", title, out)
+        else:  # list-item, def, a box's caption
             _walk(child, path + "/", title, out, nested=True)
+
+
+def _walk_definition(item: etree._Element, prefix: str, title: str, out: list[Paragraph]) -> None:
+    """A `def-item`: its definition's paragraphs, the first one prefixed with the term (`term: text`)."""
+    start = len(out)
+    _walk(item, prefix, title, out, nested=True)
+    term = next(item.iterchildren("{*}term"), None)
+    term_text = clean(text_of(term)) if term is not None else ""
+    if term_text and len(out) > start:
+        first = out[start]
+        text = f"{term_text} {first.text}" if term_text[-1] in ":.–—-=" else f"{term_text}: {first.text}"
+        out[start] = Paragraph(first.path, text, first.section_title, text.count(" ") + 1)
 
 
 def _walk_block(block: etree._Element, path: str, title: str, out: list[Paragraph]) -> None:
     """A list / quote / box / statement: its `p`s (and nested secs, lists) become paragraphs."""
     if local(block.tag) == "boxed-text":
-        title = _title(block) or title
+        title = _title(block) or _title(_child(block, CAPTION)) or title
     _walk(block, path + "/", title, out, nested=True)
 
 
-def body_paragraphs(body: etree._Element) -> list[Paragraph]:
-    """Paragraphs of a `<body>` in document order. Modifies `body` (see `prepare`)."""
-    prepare(body)
+def body_paragraphs(body: etree._Element, dropped: Counter | None = None) -> list[Paragraph]:
+    """Paragraphs of a `<body>` in document order. Modifies `body` (see `prepare`); what the rendering
+    leaves out is counted in `dropped`."""
+    prepare(body, dropped)
     out: list[Paragraph] = []
     _walk(body, "", "", out)
     return out
@@ -621,8 +869,12 @@ def article_metadata(article: etree._Element, fallback_id: str) -> Article:
             if el.text:
                 ids.setdefault(el.get("pub-id-type", ""), el.text.strip())
     pmcid = normalize_pmcid(ids.get("pmcid") or ids.get("pmc") or ids.get("pmcid-ver"))
-    if pmcid is None and _PMC_FILE.match(fallback_id):
+    file_match = _PMC_FILE.match(fallback_id)
+    if pmcid is None and file_match:
         pmcid = normalize_pmcid(fallback_id)  # PMC names its files by accession (PMC123.xml, PMC123.1.xml)
+    version = _VERSION.match(ids.get("pmcid-ver", "").strip()) or _VERSION.match(ids.get("pmcid", "").strip())
+    if version is None and file_match and normalize_pmcid(fallback_id) == pmcid:
+        version = file_match
     doi = ids.get("doi")
     pmid = ids.get("pmid")
     if pmid and not pmid.isdigit():
@@ -666,6 +918,7 @@ def article_metadata(article: etree._Element, fallback_id: str) -> Article:
         license_source=source,
         retracted=retracted,
         article_url=url,
+        version=int(version.group(1)) if version and version.group(1) else None,
     )
 
 
@@ -691,7 +944,7 @@ def parse_article(data: bytes, fallback_id: str = "unknown") -> Article:
     body = _child(article, "body")
     if body is not None:
         result.has_body = True
-        result.paragraphs = body_paragraphs(body)
+        result.paragraphs = body_paragraphs(body, result.dropped)
     return result
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.jats import TEXT_RENDERING
+
 STAGES = ("ingest", "annotate", "train", "propagate", "subsets", "report")
 # Where each data stage writes under the run's output root (the report reads them back from here).
 STAGE_DIRS = {
@@ -183,7 +185,8 @@ def plan(cfg: RunConfig) -> list[Stage]:
             "ingest",
             d["ingest"],
             list(cfg.inputs),
-            {"inputs": cfg.inputs, **s["ingest"]},
+            # The text rendering version is part of the ingest config: a new rendering re-runs ingest.
+            {"inputs": cfg.inputs, **s["ingest"], "text_rendering": TEXT_RENDERING},
             ingest,
             "paragraphs",
         ),

@@ -17,9 +17,11 @@ import csv
 import io
 import json
 import logging
+import os
 import posixpath
 import re
 import tarfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -41,6 +43,8 @@ class SourceMeta:
     license: str | None = None
     retracted: bool | None = None
     origin: str = ""
+    # `LastUpdated` of the file list / the cloud JSON's update time: picks the latest copy of an article.
+    last_updated: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -49,6 +53,7 @@ class SourceMeta:
             "license": self.license,
             "retracted": self.retracted,
             "origin": self.origin,
+            "last_updated": self.last_updated,
         }
 
 
@@ -60,6 +65,44 @@ class Task:
     kind: str  # "file" | "tar"
     metadata_uri: str | None = None  # cloud layout JSON
     filelists: list[str] = field(default_factory=list)
+    # How rows and dead letters name the file: relative to the input as given (`display_source`).
+    source: str = ""
+    # Modification time (UTC, ISO 8601) when the file system knows it: a tiebreak between copies.
+    updated: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.source or self.uri
+
+
+def _label(given: str) -> str:
+    """An input as shown in rows: URIs and relative paths as given, an absolute local path by its last
+    component (rows must not carry the machine's directories: an output can be moved)."""
+    given = given.rstrip("/") or given
+    if "://" in given or not os.path.isabs(given):
+        return given
+    return posixpath.basename(given) or given
+
+
+def display_source(given: str, path: str) -> str:
+    """`path` (a file found under the input `given`) as the input as given + the path below it.
+
+    `/data/oa/` + `/data/oa/PMC000xxxxxx/PMC1.xml` -> `oa/PMC000xxxxxx/PMC1.xml`; `in/*.xml` +
+    `in/PMC1.xml` -> `in/PMC1.xml`; a file given by name keeps that name (its basename when absolute).
+    """
+    if path == given:
+        return _label(given)
+    wildcard = _GLOB.search(given)
+    base = posixpath.dirname(given[: wildcard.start()]) if wildcard else given.rstrip("/")
+    if base and path.startswith(base + "/"):
+        return f"{_label(base)}/{path[len(base) + 1 :]}"
+    return _label(path)
+
+
+def _iso(seconds: float | None) -> str | None:
+    if not seconds:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def _is(uri: str, suffixes: tuple[str, ...]) -> bool:
@@ -67,11 +110,17 @@ def _is(uri: str, suffixes: tuple[str, ...]) -> bool:
 
 
 def _match(pattern: str) -> list[str]:
+    return [path for path, _ in _match_times(pattern)]
+
+
+def _match_times(pattern: str) -> list[tuple[str, str | None]]:
+    """(path, modification time) of the files matching `pattern`, sorted by path."""
     try:
         results = FileSystems.match([pattern])
     except Exception:  # noqa: BLE001 - Beam raises BeamIOError for "no match"
         return []
-    return sorted(m.path for r in results for m in r.metadata_list)
+    found = {m.path: getattr(m, "last_updated_in_seconds", None) for r in results for m in r.metadata_list}
+    return [(path, _iso(seconds)) for path, seconds in sorted(found.items())]
 
 
 def missing_inputs(uris: Iterable[str]) -> list[str]:
@@ -124,24 +173,25 @@ def expand_input(uri: str) -> Iterator[Task]:
         return
     if _is(uri, TAR_SUFFIXES) and not _GLOB.search(uri):
         filelist = filelist_for_package(uri)
-        yield Task(uri, "tar", filelists=[filelist] if filelist else [])
+        yield Task(uri, "tar", filelists=[filelist] if filelist else [], source=display_source(uri, uri))
         return
     if _GLOB.search(uri):
-        paths = _match(uri)
+        paths = _match_times(uri)
     elif _is(uri, ARTICLE_SUFFIXES):
-        paths = [uri]
+        paths = _match_times(uri) or [(uri, None)]
     else:  # a folder: everything below it
-        base = uri.rstrip("/")
-        paths = _match(f"{base}/**")
+        paths = _match_times(f"{uri.rstrip('/')}/**")
     if not paths:
         logging.warning("ingest input %s matched no files", uri)
-    for path in paths:
+    for path, updated in paths:
+        source = display_source(uri, path)
         if _is(path, ARTICLE_SUFFIXES):
             meta = cloud_metadata_uri(path)
-            yield Task(path, "file", metadata_uri=meta if meta and _exists(meta) else None)
+            metadata_uri = meta if meta and _exists(meta) else None
+            yield Task(path, "file", metadata_uri=metadata_uri, source=source, updated=updated)
         elif _is(path, TAR_SUFFIXES):
             filelist = filelist_for_package(path)
-            yield Task(path, "tar", filelists=[filelist] if filelist else [])
+            yield Task(path, "tar", filelists=[filelist] if filelist else [], source=source, updated=updated)
 
 
 def filelist_inputs(inputs: Iterable[str]) -> list[str]:
@@ -167,8 +217,9 @@ def read_bytes(uri: str) -> bytes:
         return f.read()
 
 
-def iter_tar(uri: str) -> Iterator[tuple[str, bytes]]:
-    """Stream `(member name, bytes)` of the article members of a tar(.gz) package, one at a time.
+def iter_tar(uri: str) -> Iterator[tuple[str, bytes, str | None]]:
+    """Stream `(member name, bytes, member mtime)` of the article members of a tar(.gz) package, one at a
+    time.
 
     `tarfile` in stream mode (`r|*`) reads the (gzip) stream sequentially: nothing touches local disk
     and only one member is in memory at a time.
@@ -179,7 +230,7 @@ def iter_tar(uri: str) -> Iterator[tuple[str, bytes]]:
                 continue
             f = tar.extractfile(member)
             if f is not None:
-                yield member.name, f.read()
+                yield member.name, f.read(), _iso(member.mtime)
 
 
 def _norm_pmcid(value: str | None) -> str | None:
@@ -196,6 +247,7 @@ def parse_filelist(data: bytes | str, origin: str = "") -> dict[str, SourceMeta]
         pmcid = _norm_pmcid(row.get("accessionid"))
         retracted = row.get("retracted", "").lower()
         meta = SourceMeta(
+            last_updated=row.get("lastupdated") or None,
             pmcid=pmcid,
             pmid=row.get("pmid") if (row.get("pmid") or "").isdigit() and row.get("pmid") != "0" else None,
             license=row.get("license") or None,
@@ -224,7 +276,9 @@ def parse_cloud_metadata(data: bytes, origin: str = "") -> SourceMeta:
     if isinstance(retracted, str):
         retracted = retracted.strip().lower() in ("yes", "true", "1")
     pmid = pick("pmid", "PMID")
+    updated = pick("last_updated", "lastupdated", "updated", "last_modified", "LastUpdated")
     return SourceMeta(
+        last_updated=str(updated) if updated is not None else None,
         pmcid=_norm_pmcid(str(pick("pmcid", "accession_id", "accessionid", "AccessionID") or "")),
         pmid=str(pmid) if pmid not in (None, "", 0) else None,
         license=pick("license_code", "license", "licence", "License"),

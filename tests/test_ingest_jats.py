@@ -131,20 +131,28 @@ def test_block_children_become_their_own_paragraphs(pmc_sample):
     )
 
 
-def test_formulas_become_one_placeholder_and_tables_figures_are_cut_out(pmc_sample):
-    a = parse(pmc_sample, "PMC10167360.xml")
+def test_formulas_are_rendered_and_tables_figures_are_cut_out(pmc_sample):
+    a = parse(pmc_sample, "PMC10167360.xml")  # MathML + TeX alternatives
     text = {p.path: p.text for p in a.paragraphs}["sec[2]/sec[0]/p[0]"]
-    assert "coefficient of determination ( [formula] ), mean squared error" in text
-    assert "documentclass" not in text and "mml" not in text
-    assert text.endswith("and [formula] is the mean value of [formula] .")
+    assert "coefficient of determination (R²), mean squared error" in text  # simple: Unicode from MathML
+    # accents as combining characters (y + U+0302, y + U+0304)
+    assert "y\u0302_i means the predicted value" in text and "and y\u0304 is the mean" in text
+    assert "documentclass" not in text and "mml" not in text and "[formula]" not in text
+    assert text.endswith("is the mean value of y.")
     b = parse(pmc_sample, "PMC10200000.xml")  # a fig inside the paragraph: its caption is not glued in
     para = {p.path: p.text for p in b.paragraphs}["sec[2]/sec[4]/p[0]"]
     assert para.endswith("is expected to ease the looming shortage of lithium resources.")
     assert "Schematic of the MSITS" not in para
+    c = parse(pmc_sample, "PMC3828137.xml")  # formulas given only as images: the placeholder, counted
+    assert "initial densities of [formula] . The cells" in c.paragraphs[5].text
+    assert c.dropped["formula_placeholder"] >= 2
 
 
 def test_teacher_labels_are_reproduced(all_articles, teacher_labels):
-    """The replay teacher matches our paragraphs to recorded labels by (file, path) and by text sha256."""
+    """The replay teacher matches our paragraphs to recorded labels by (file, path): unchanged by the
+    text rendering. The labels' texts were extracted with rendering 1 (`[formula]`, glued scripts and
+    citation numbers); rendering 2 keeps 77.5 % of them identical (99.5 % under rendering 1)."""
+    assert jats.TEXT_RENDERING == 2
     labels = pq.read_table(
         teacher_labels, columns=["article_file", "path", "text_sha256", "section_title"]
     ).to_pylist()
@@ -161,8 +169,8 @@ def test_teacher_labels_are_reproduced(all_articles, teacher_labels):
     n = len(labels)
     assert n == 5400
     assert by_path / n >= 0.995, by_path / n
-    assert by_text / n >= 0.99, by_text / n
-    assert title_ok / n >= 0.99, title_ok / n
+    assert 0.7 <= by_text / n < 0.99, by_text / n
+    assert title_ok / n >= 0.985, title_ok / n  # titles render their scripts too (`CO₂`)
 
 
 def test_retraction_notices_are_flagged(all_articles):

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from ingest_fixtures import FILELIST_HEADER, hostile_documents, make_package
 
-from pipelines import schemas
+from pipelines import jats, schemas
 from pipelines.ingest import article_rows, license_from_code, run_ingest
 from pipelines.io import read_table
 
@@ -32,7 +32,9 @@ def check_outputs(out: Path) -> tuple[list[dict], dict]:
     stats = json.loads((out / "ingest_stats.json").read_text())
     assert stats["articles_read"] == stats["articles_parsed"] + stats["articles_dead_lettered"]
     assert stats["paragraphs_written"] == len(rows)
-    assert stats["articles_dead_lettered"] == len(dead_letters(out))
+    # Superseded copies of an article get a dead-letter line too (reason `superseded`), counted apart.
+    assert stats["articles_dead_lettered"] + stats["articles_superseded"] == len(dead_letters(out))
+    assert stats["text_rendering"] == jats.TEXT_RENDERING
     assert sum(stats.get("paragraphs_by_license_group", {}).values()) == len(rows)
     assert sum(stats.get("paragraphs_by_language", {}).values()) == len(rows)
     return rows, stats
@@ -67,12 +69,15 @@ def direct_run(pmc_sample, tmp_path_factory):
         + 'PMC000xxxxxx/PMC10167360.xml,"Sci Rep",PMC10167360,"2024-02-07",37156854,"CC BY-NC",no\n'
     )
     cloud = inputs / "cloud"
-    (cloud / "PMC4500000.1").mkdir(parents=True)
-    (cloud / "PMC4500000.1" / "PMC4500000.1.xml").write_bytes((pmc_sample / "PMC4500000.xml").read_bytes())
-    (cloud / "metadata").mkdir()
-    (cloud / "metadata" / "PMC4500000.1.json").write_text(
-        json.dumps({"pmcid": "PMC4500000", "is_retracted": True})
-    )
+    (cloud / "metadata").mkdir(parents=True)
+    # Two versions of one article (PMC Cloud): version 2 is kept, version 1 superseded, whatever the order.
+    original = (pmc_sample / "PMC4500000.xml").read_bytes()
+    for version, data in ((1, original), (2, original.replace(b"Stroke manifestations", b"Stroke signs"))):
+        (cloud / f"PMC4500000.{version}").mkdir()
+        (cloud / f"PMC4500000.{version}" / f"PMC4500000.{version}.xml").write_bytes(data)
+        (cloud / "metadata" / f"PMC4500000.{version}.json").write_text(
+            json.dumps({"pmcid": "PMC4500000", "is_retracted": True})
+        )
     filelist = inputs / "extra.filelist.csv"
     filelist.write_text(
         FILELIST_HEADER
@@ -97,8 +102,12 @@ def test_direct_run_outputs_conform_and_reconcile(direct_run):
     out, stats = direct_run
     rows, written_stats = check_outputs(out)
     assert stats == written_stats
-    # 3 files + 2 package members + 1 cloud article parsed; 8 bad files + 1 missing file dead-lettered.
-    assert (stats["articles_read"], stats["articles_parsed"], stats["articles_dead_lettered"]) == (15, 6, 9)
+    # 3 files + 2 package members + 2 cloud versions parsed; 8 bad files + 1 missing file dead-lettered.
+    assert (stats["articles_read"], stats["articles_parsed"], stats["articles_dead_lettered"]) == (16, 7, 9)
+    assert stats["articles_superseded"] == 1 and stats["paragraphs_superseded"] > 0
+    # Rows name their file relative to the input as given: no machine directories.
+    assert not any(r["source"].startswith("/") for r in rows)
+    assert {r["source"] for r in rows if r["article_id"] == "PMC4735918"} == {"files/PMC4735918.xml"}
     assert stats["articles_without_body"] == 1
     assert stats["paragraphs_by_language"]["pt"] > 0 and stats["paragraphs_by_language"]["en"] > 0
     ids = [r["id"] for r in rows]
@@ -113,7 +122,7 @@ def test_direct_run_outputs_conform_and_reconcile(direct_run):
 
 def test_bad_inputs_are_dead_lettered_with_reasons(direct_run):
     out, _ = direct_run
-    reasons = {Path(d["source"]).name: d["reason"] for d in dead_letters(out)}
+    reasons = {Path(d["source"]).name: d["reason"] for d in dead_letters(out) if d["reason"] != "superseded"}
     assert reasons == {
         "empty.xml": "empty",
         "truncated.xml": "malformed_xml",
@@ -126,6 +135,16 @@ def test_bad_inputs_are_dead_lettered_with_reasons(direct_run):
         "missing.xml": "unreadable_file",
     }
     assert all(d["stage"] == "ingest" and d["source"] for d in dead_letters(out))
+
+
+def test_only_the_latest_version_of_an_article_is_written(direct_run):
+    out, stats = direct_run
+    rows = [r for r in read_table([str(out / "paragraphs")]).to_pylist() if r["article_id"] == "PMC4500000"]
+    assert {r["source"] for r in rows} == {"cloud/PMC4500000.2/PMC4500000.2.xml"}
+    assert rows[0]["path"] == "sec[0]/p[0]" and rows[0]["text"].startswith("Stroke signs")
+    assert len({r["id"] for r in rows}) == len(rows)
+    [old] = [d for d in dead_letters(out) if d["reason"] == "superseded"]
+    assert old["source"] == "cloud/PMC4500000.1/PMC4500000.1.xml" and "version 2" in old["detail"]
 
 
 def test_filelist_and_cloud_metadata_fill_in_but_never_override(direct_run):
@@ -151,14 +170,25 @@ def test_filelist_and_cloud_metadata_fill_in_but_never_override(direct_run):
 
 
 def test_portable_runner_embedded_job_service(pmc_sample, tmp_path):
+    cloud = tmp_path / "cloud"  # two versions of one article: the latest is kept on this runner too
+    for version in (1, 2):
+        (cloud / f"PMC4500000.{version}").mkdir(parents=True)
+        (cloud / f"PMC4500000.{version}" / f"PMC4500000.{version}.xml").write_bytes(
+            (pmc_sample / "PMC4500000.xml").read_bytes()
+        )
     out = tmp_path / "out"
     stats = run_ingest(
-        [str(pmc_sample / "PMC4735918.xml"), str(pmc_sample / "PMC4500000.xml")],
+        [str(pmc_sample / "PMC4735918.xml"), str(cloud)],
         str(out),
         beam_args=["--runner=PortableRunner", "--job_endpoint=embed", "--environment_type=LOOPBACK"],
     )
     rows, _ = check_outputs(out)
-    assert stats["articles_parsed"] == 2 and {r["article_id"] for r in rows} == {"PMC4735918", "PMC4500000"}
+    assert stats["articles_parsed"] == 3 and stats["articles_superseded"] == 1
+    assert {r["article_id"] for r in rows} == {"PMC4735918", "PMC4500000"}
+    assert {r["source"] for r in rows if r["article_id"] == "PMC4500000"} == {
+        "cloud/PMC4500000.2/PMC4500000.2.xml"
+    }
+    assert len({r["id"] for r in rows}) == len(rows)
 
 
 def test_min_tokens_and_licence_codes(pmc_sample):
@@ -186,7 +216,7 @@ def test_corrupt_package_keeps_members_read_before_the_error(pmc_sample, tmp_pat
     outputs = list(ReadTask().process(Task(str(broken), "tar")))
     payloads = [o for o in outputs if isinstance(o, tuple)]
     dead = [o.value for o in outputs if getattr(o, "tag", None) == "dead"]
-    assert [p[0] for p in payloads] == [f"{broken}!PMC000xxxxxx/PMC4735918.xml"]
+    assert [p[0] for p in payloads] == [f"{broken}!PMC000xxxxxx/PMC4735918.xml"]  # no display name given
     assert [d["reason"] for d in dead] == ["unreadable_package"]
     garbage = tmp_path / "garbage.tar.gz"
     garbage.write_bytes(b"not a gzip stream at all")
@@ -207,3 +237,16 @@ def test_an_input_that_names_nothing_stops_the_run_before_it_starts(tmp_path, pm
     assert not (tmp_path / "out").exists()
     result = CliRunner().invoke(app, ["ingest", str(tmp_path / "typo*.xml"), "--output", str(tmp_path / "o")])
     assert result.exit_code == 2 and "typo" in result.output
+
+
+def test_latest_copy_wins_whatever_the_order():
+    from pipelines.ingest import Candidate, choose_latest
+
+    v1 = Candidate("oa/PMC1.1/PMC1.1.xml", [], {}, version=1, file_updated="2026-03-01T00:00:00Z")
+    v2 = Candidate("oa/PMC1.2/PMC1.2.xml", [], {}, version=2, file_updated="2026-01-01T00:00:00Z")
+    bulk = Candidate("bulk.tar.gz!PMC1.xml", [], {}, last_updated="2024-02-07 23:35:31")
+    incr = Candidate("incr.tar.gz!PMC1.xml", [], {}, last_updated="2025-06-01 10:00:00")
+    for order in ([v1, v2], [v2, v1]):
+        assert choose_latest(order) == (v2, [v1])  # the version decides before any date
+    for order in ([bulk, incr], [incr, bulk]):
+        assert choose_latest(order) == (incr, [bulk])  # then the file list's LastUpdated

@@ -14,7 +14,7 @@ def test_tar_members_are_streamed_without_unpacking(pmc_sample, tmp_path):
     package = make_package(pmc_sample, tmp_path, names, {"PMC000xxxxxx/readme.txt": b"not an article"})
     before = sorted(p.name for p in tmp_path.rglob("*"))
     members = list(sources.iter_tar(str(package)))
-    assert [m for m, _ in members] == [f"PMC000xxxxxx/{n}" for n in names]
+    assert [m for m, _, _ in members] == [f"PMC000xxxxxx/{n}" for n in names]
     assert members[0][1] == (pmc_sample / names[0]).read_bytes()
     assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written to disk
     tasks = list(sources.expand_input(str(package)))
@@ -73,3 +73,19 @@ def test_cloud_layout_metadata_json(pmc_sample, tmp_path):
         True,
     )
     assert sources.cloud_metadata_uri(str(tmp_path / "PMC2852030.xml")) is None  # not the cloud layout
+
+
+def test_sources_are_named_relative_to_the_input_as_given(pmc_sample, tmp_path):
+    """Rows must not carry the machine's directories (an output can be moved): issue 18 point 7."""
+    folder = tmp_path / "oa"
+    (folder / "PMC000xxxxxx").mkdir(parents=True)
+    (folder / "PMC000xxxxxx" / "PMC4735918.xml").write_bytes((pmc_sample / "PMC4735918.xml").read_bytes())
+    assert [t.source for t in sources.expand_input(str(folder))] == ["oa/PMC000xxxxxx/PMC4735918.xml"]
+    assert [t.source for t in sources.expand_input(f"{folder}/*/*.xml")] == ["oa/PMC000xxxxxx/PMC4735918.xml"]
+    assert [t.source for t in sources.expand_input(str(folder / "PMC000xxxxxx" / "PMC4735918.xml"))] == [
+        "PMC4735918.xml"
+    ]
+    [task] = sources.expand_input(str(folder))
+    assert task.uri == str(folder / "PMC000xxxxxx" / "PMC4735918.xml") and task.updated  # read from here
+    assert sources.display_source("in", "in/PMC1.xml") == "in/PMC1.xml"  # relative: as given
+    assert sources.display_source("gs://b/oa/", "gs://b/oa/PMC1.xml") == "gs://b/oa/PMC1.xml"
