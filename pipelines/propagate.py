@@ -26,6 +26,7 @@ from pipelines.options import pipeline_options
 from pipelines.schemas import PARAGRAPHS, SCORE_COLUMNS, SCORED
 
 STAGE = "propagate"
+_LOAD_METRIC = "load_model_latency_milli_secs"  # RunInference's distribution, one entry per model load
 
 
 # ----------------------------------------------------------------------------------- pure parts
@@ -231,4 +232,8 @@ def _counters(result) -> dict:
         metrics = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))
     except Exception:  # some runners do not support metric queries
         return {}
-    return {c.key.metric.name: c.committed for c in metrics["counters"]}
+    counters = {c.key.metric.name: c.committed for c in metrics["counters"]}
+    loads = [d.committed.count for d in metrics["distributions"] if d.key.metric.name == _LOAD_METRIC]
+    if loads and all(n is not None for n in loads):  # how often RunInference loaded the student
+        counters["model_loads"] = sum(loads)
+    return counters
