@@ -22,7 +22,6 @@ windowing or triggers: batch pipelines only). When no scheduler address is given
 from __future__ import annotations
 
 import dataclasses
-import logging
 from functools import partial
 from typing import Any
 
@@ -42,7 +41,6 @@ from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.counters import CounterFactory
 from apache_beam.utils.windowed_value import WindowedValue
 
-LOG = logging.getLogger(__name__)
 RUNNER = "pipelines.dask_runner.DaskRunner"
 _METRICS = "__biomed_metrics__"  # the tag under which each bundle reports its metric updates
 

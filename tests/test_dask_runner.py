@@ -63,6 +63,21 @@ def cluster():
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
 
 
+def test_short_flags_choose_the_dask_runner():
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    from pipelines.dask_runner import RUNNER, LocalClusterOptions
+    from pipelines.options import pipeline_options
+
+    options = pipeline_options(["--runner=dask", "--dask_address=tcp://10.0.0.5:8786"])
+    assert options.get_all_options()["runner"] == RUNNER
+    assert options.view_as(DaskOptions).address == "tcp://10.0.0.5:8786"
+    local = pipeline_options(["--runner=DaskRunner", "--dask_workers=3"])
+    assert local.get_all_options()["runner"] == RUNNER and local.view_as(DaskOptions).address is None
+    assert local.view_as(LocalClusterOptions).dask_workers == 3
+    assert pipeline_options([]).get_all_options()["runner"] == "DirectRunner"
+
+
 def on_dask(cluster, *extra: str) -> list[str]:
     return ["--runner=dask", f"--dask_address={cluster['address']}", *extra]
 
@@ -240,8 +255,19 @@ def test_annotate_openai_on_dask_equals_direct(label_rows, cluster, teacher_labe
     assert ledger["calls"] >= out["dask"]["written"] and ledger["input_tokens"] > 0
 
 
-def test_run_config_on_a_cluster_started_for_each_stage(tmp_path):
-    """`beam_args: [--runner=dask]` without an address: each Beam stage starts a cluster and stops it."""
+def test_a_cluster_is_started_for_the_pipeline_when_no_address_is_given(pmc_sample, tmp_path):
+    from pipelines.ingest import run_ingest
+
+    inputs = [str(pmc_sample / a) for a in ("PMC12061466.xml", "PMC13261293.xml")]
+    before = children()
+    run_ingest(inputs, str(tmp_path / "dask"), beam_args=["--runner=dask", "--dask_workers=2"])
+    assert not children() - before, "the pipeline's local cluster outlived it"
+    run_ingest(inputs, str(tmp_path / "direct"))
+    assert rows(tmp_path / "dask" / "paragraphs") == rows(tmp_path / "direct" / "paragraphs")
+
+
+def test_run_config_on_dask_equals_direct(cluster, tmp_path):
+    """`biomed-enrich run --config` with `beam_args: [--runner=dask, --dask_address=...]`."""
     import shutil
 
     import yaml
@@ -255,15 +281,13 @@ def test_run_config_on_a_cluster_started_for_each_stage(tmp_path):
     config = yaml.safe_load((demo / "config.yaml").read_text())
     config["inputs"] = [str(tmp_path / "articles")]
     config["train"].update(extra_labels_sample=50, head_epochs=60, cache_dir=str(tmp_path / "cache"))
-    before = children()
     outputs = {}
-    for name, beam_args in (("direct", []), ("dask", ["--runner=dask", "--dask_workers=2"])):
+    for name, beam_args in (("direct", []), ("dask", on_dask(cluster))):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({**config, "output": str(tmp_path / name), "beam_args": beam_args}))
         state = run(load_config(path), quiet=True)
         assert {s["status"] for s in state["stages"].values()} == {"done"}, state
         outputs[name] = tmp_path / name
-    assert not children() - before, "a stage's local cluster outlived the run"
     direct, dask = outputs["direct"], outputs["dask"]
     assert rows(dask / "ingest" / "paragraphs") == rows(direct / "ingest" / "paragraphs")
     assert labels_and_dead(dask / "annotate") == labels_and_dead(direct / "annotate")
