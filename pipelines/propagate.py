@@ -27,6 +27,7 @@ from pipelines.options import pipeline_options
 from pipelines.schemas import PARAGRAPHS, SCORE_COLUMNS, SCORED
 
 STAGE = "propagate"
+_LOAD_METRIC = "load_model_latency_milli_secs"  # RunInference's distribution, one entry per model load
 
 
 # ----------------------------------------------------------------------------------- pure parts
@@ -241,4 +242,7 @@ def _counters(result) -> dict:
     found = {c.key.metric.name: c.committed for c in metrics["counters"]}
     for s in metrics.get("string_sets", []):
         found[s.key.metric.name] = sorted(set(found.get(s.key.metric.name, [])) | set(s.committed or ()))
+    loads = [d.committed.count for d in metrics["distributions"] if d.key.metric.name == _LOAD_METRIC]
+    if loads and all(n is not None for n in loads):  # how often RunInference loaded the student
+        found["model_loads"] = sum(loads)
     return found
