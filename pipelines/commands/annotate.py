@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from pipelines.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
+
 
 class TeacherKind(str, Enum):
     openai = "openai"
@@ -22,7 +24,9 @@ class ResponseMode(str, Enum):
 
 def command(
     ctx: typer.Context,
-    paragraphs: list[str] = typer.Argument(..., help="Paragraphs datasets (dirs, globs or Parquet files)."),
+    paragraphs: list[str] = typer.Argument(
+        ..., metavar=INPUTS_METAVAR, help="Paragraphs datasets (dirs, globs or Parquet files)."
+    ),
     output: str = typer.Option(
         ..., "--output", "-o", help="Output root: labels/, dead_letter/, annotate_stats.json."
     ),
@@ -73,18 +77,16 @@ def command(
     beam: bool = typer.Option(
         False, "--beam", help="Run as a Beam pipeline (RunInference); extra --flags go to Beam."
     ),
+    allow_empty: bool = allow_empty_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Select a deterministic stratified sample of PARAGRAPHS and have a teacher label it.
 
     Every sampled paragraph ends in OUTPUT/labels/ or OUTPUT/dead_letter/annotate-*.jsonl with a reason.
     Answers are cached durably: a rerun (or a killed and restarted run) pays nothing twice.
     """
-    import logging
-
     from annotators.annotate import run_annotate
-    from annotators.teachers import TeacherError
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     kw: dict = {}
     if teacher is not TeacherKind.replay:
         kw = dict(
@@ -98,32 +100,25 @@ def command(
         )
         if teacher is TeacherKind.batch:
             kw["poll_interval_s"] = poll_interval
-    try:
-        stats = run_annotate(
-            paragraphs,
-            output,
-            teacher=teacher.value,
-            sample=sample,
-            fraction=fraction,
-            seed=seed,
-            base_url=base_url,
-            model=model,
-            beam_args=list(ctx.args),
-            recordings=recordings,
-            api_key_file=str(api_key_file) if api_key_file else None,
-            price_table=str(price_table) if price_table else None,
-            cache_path=cache,
-            use_beam=beam,
-            **kw,
-        )
-    except (TeacherError, ValueError, FileNotFoundError) as e:
-        typer.secho(f"annotate failed: {e}", fg="red", err=True)
-        raise typer.Exit(code=1) from None
-    led = stats["ledger"]
-    typer.echo(
-        f"annotated {stats['written']}/{stats['read']} sampled paragraphs "
-        f"({stats['dead_lettered']} dead-lettered {stats['dead_letter_reasons']}) -> {output}"
+    stats = run_annotate(
+        paragraphs,
+        output,
+        teacher=teacher.value,
+        sample=sample,
+        fraction=fraction,
+        seed=seed,
+        base_url=base_url,
+        model=model,
+        beam_args=list(ctx.args),
+        recordings=recordings,
+        api_key_file=str(api_key_file) if api_key_file else None,
+        price_table=str(price_table) if price_table else None,
+        cache_path=cache,
+        use_beam=beam,
+        **kw,
     )
+    finish("annotate", stats, output, allow_empty)
+    led = stats["ledger"]
     typer.echo(
         f"ledger: {led['calls']} calls, {led['retries']} retries, {led['cache_hits']} cache hits, "
         f"{led['input_tokens']:,} in / {led['output_tokens']:,} out tokens, "
