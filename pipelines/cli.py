@@ -75,13 +75,12 @@ def one_line_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from pipelines.console import Interrupted, catch_interrupts, raise_if_interrupted, setup
+        from pipelines.console import Interrupted, catch_interrupts, raise_if_interrupted, session
         from pipelines.orchestrate import StageFailed
         from pipelines.summary import EmptyOutput
 
-        setup(quiet=bool(kwargs.get("quiet")))
         try:
-            with catch_interrupts():
+            with session(quiet=bool(kwargs.get("quiet"))), catch_interrupts():
                 try:
                     return command(*args, **kwargs)
                 except (typer.Exit, typer.Abort, typer.BadParameter):
@@ -89,8 +88,8 @@ def one_line_errors(command):
                 except (Exception, KeyboardInterrupt) as e:
                     raise_if_interrupted(e)
                     raise
-        except Interrupted as e:
-            raise _fail(f"{e}: stopped; rerun the same command to resume", e.exit_code) from None
+        except Interrupted as e:  # after ^C the cursor sits on the bar's line: start a fresh one
+            raise _fail(f"\n{e}: stopped; rerun the same command to resume", e.exit_code) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
         except (StageFailed, EmptyOutput) as e:

@@ -10,6 +10,7 @@ orchestrator and the commands still recognise it as an interrupt (never retried,
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -62,10 +63,41 @@ class _NoiseFilter(logging.Filter):
         return not any(n in message for n in NOISE)
 
 
+def _disabled(init):
+    @functools.wraps(init)
+    def quiet_init(self, *args, **kwargs):
+        kwargs["disable"] = True  # even where a stage passes disable=not progress
+        init(self, *args, **kwargs)
+
+    return quiet_init
+
+
+@contextlib.contextmanager
+def session(quiet: bool = False) -> Iterator[None]:
+    """`setup` for the length of one command, then the logging and bar settings as they were."""
+    from tqdm import std
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, os.environ.get("TQDM_DISABLE"), std.tqdm.__init__)
+    setup(quiet)
+    if quiet:  # tqdm reads TQDM_DISABLE once, at import: silence the bars of this process directly
+        std.tqdm.__init__ = _disabled(saved[3])
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = saved[3]
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        if saved[2] is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = saved[2]
+
+
 def setup(quiet: bool = False, level: int = logging.WARNING) -> None:
     """Route logging through the bar-safe handler (`level: message`), drop known noise; `quiet` hides bars."""
     if quiet:
-        os.environ["TQDM_DISABLE"] = "1"
+        os.environ["TQDM_DISABLE"] = "1"  # for worker processes started from here
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, _BarSafeHandler):
@@ -78,6 +110,8 @@ def setup(quiet: bool = False, level: int = logging.WARNING) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=".*apitools.*")
+    # "kappa undefined on a tiny held-out set": the report shows the NaN where it matters
+    warnings.filterwarnings("ignore", module="sklearn")
 
 
 def close_bars() -> None:

@@ -250,13 +250,13 @@ class RunLog:
         self.state_path = root / "_run.json"
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"stages": {}}
 
-    def say(self, message: str) -> None:
+    def say(self, message: str, echo: bool = True) -> None:
         from pipelines.console import write
 
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {message}"
         with open(self.root / "run.log", "a") as f:
             f.write(line + "\n")
-        if not self.quiet:
+        if echo and not self.quiet:
             write(line)
 
     def record(self, stage: str, **info) -> None:
@@ -376,13 +376,14 @@ def _run_stage(stage: Stage, cfg: RunConfig, log: RunLog, tag: str) -> None:
                 raise_if_interrupted(e, where=stage.name)
             except Interrupted as stop:
                 log.record(stage.name, status="interrupted", error=str(stop), traceback=None)
-                log.say(f"{tag}: {stop}; rerun the same command to resume from this stage")
+                # the command prints the one line a user sees; run.log keeps where it happened
+                log.say(f"{tag}: {stop}; finished stages kept, rerun to resume", echo=False)
                 raise
             detail = "".join(traceback.format_exception_only(type(e), e)).strip()
             log.record(stage.name, status="failed", error=detail, traceback=traceback.format_exc()[-4000:])
             permanent = isinstance(e, PERMANENT_ERRORS)
             if permanent or attempt > cfg.retries:
-                log.say(f"{tag}: failed: {detail}")
+                log.say(f"{tag}: failed: {detail}", echo=False)  # the command prints the error line
                 raise StageFailed(f"stage {stage.name} failed: {detail}") from e
             log.say(f"{tag}: attempt {attempt} failed, retrying: {detail}")
             continue

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from pipelines.commands.run import allow_empty_option, force_option, only_option, quiet_option
+from pipelines.commands.common import allow_empty_option, quiet_option
+from pipelines.commands.run import force_option, only_option
 
 
 def demo_config() -> Path:

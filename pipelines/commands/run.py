@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from pipelines.commands.common import allow_empty_option, quiet_option
 from pipelines.orchestrate import STAGES
 
 
@@ -15,18 +16,6 @@ def force_option() -> list[str]:
 
 def only_option() -> list[str]:
     return typer.Option(None, "--only", help="Run only this stage (repeatable); the others stay as they are.")
-
-
-def quiet_option() -> bool:
-    return typer.Option(
-        False, "--quiet", "-q", help="No progress bars or lines on stderr (run.log is still written)."
-    )
-
-
-def allow_empty_option() -> bool:
-    return typer.Option(
-        False, "--allow-empty", help="A stage that writes nothing is not an error (config: allow_empty)."
-    )
 
 
 def command(
