@@ -83,7 +83,7 @@ def one_line_errors(command):
             with session(quiet=bool(kwargs.get("quiet"))), catch_interrupts():
                 try:
                     return command(*args, **kwargs)
-                except (typer.Exit, typer.Abort, typer.BadParameter):
+                except (typer.Exit, typer.Abort, typer.BadParameter, Interrupted):
                     raise
                 except (Exception, KeyboardInterrupt) as e:
                     raise_if_interrupted(e)

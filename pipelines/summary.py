@@ -66,7 +66,7 @@ def dead_letter_reasons(output: str, stage: str) -> dict[str, int]:
 
 def summarize(stage: str, stats: dict | None, output: str) -> StageSummary | None:
     """The summary of a finished stage from its returned stats and its dead-letter files."""
-    if not isinstance(stats, dict) or stage == "report":
+    if not isinstance(stats, dict) or stage not in (*_COUNTS, "train"):
         return None
     dead = stats.get("dead_letter_reasons") if stage == "annotate" else None
     dead = dict(dead) if isinstance(dead, dict) else dead_letter_reasons(output, stage)

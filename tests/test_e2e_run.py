@@ -241,6 +241,8 @@ def test_every_stage_section_is_checked_before_the_first_stage(tmp_path, section
     path.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(path)
+    if section != "ingest":
+        return  # the command's side once is enough
     result = CliRunner().invoke(app, ["run", "--config", str(path)])
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
