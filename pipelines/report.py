@@ -554,9 +554,9 @@ def _subsets_section(stats: dict | None, root: Path | None = None) -> str:
             vals = np.array([subsets[n]["groups"].get(g, {}).get(key, 0) for n in names], dtype=float)
             ax.bar(names, vals, bottom=bottom, label=g, color=colors.get(g))
             bottom += vals
-        ax.set_title(f"{key} (with repeats) by licence group", pad=22)
+        ax.set_title(f"{key} (with repeats) by licence group")
         ax.tick_params(axis="x", labelsize=8, rotation=15)
-        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=3, frameon=False)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # off the bars
     fig.tight_layout()
     rows = [
         [

@@ -34,6 +34,7 @@ class StageSummary:
     written_unit: str
     dead: dict[str, int] = field(default_factory=dict)
     dead_dir: str | None = None
+    verb: str = "wrote"
 
     def dead_part(self) -> str:
         n_dead = sum(self.dead.values())
@@ -47,7 +48,7 @@ class StageSummary:
         if self.read is not None:
             parts.append(f"read {self.read:,} {self.read_unit}")
         if self.written is not None:
-            parts.append(f"wrote {self.written:,} {self.written_unit}")
+            parts.append(f"{self.verb} {self.written:,} {self.written_unit}")
         return f"{self.stage}: " + ", ".join([*parts, self.dead_part()])
 
 
@@ -78,7 +79,7 @@ def summarize(stage: str, stats: dict | None, output: str) -> StageSummary | Non
         trained = sum(sizes.get(k, 0) for k in parts)
         skipped = {f"skipped {k}": n for k, n in (data.get("skipped") or {}).items() if n}
         unit = f"labelled paragraphs ({split})"
-        return StageSummary(stage, data.get("read"), "labels", trained, unit, skipped)
+        return StageSummary(stage, data.get("read"), "labels", trained, unit, skipped, verb="trained on")
     read_key, read_unit, written_key, written_unit = _COUNTS[stage]
     if stage == "subsets":
         written = sum(s.get("documents", 0) for s in (stats.get("subsets") or {}).values())
