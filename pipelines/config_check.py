@@ -7,11 +7,11 @@ a second; found when the stage runs it costs the stages before it and a Python T
 
 from __future__ import annotations
 
+import ast
 import difflib
-import inspect
+import importlib.util
 import types
 import typing
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Union
 
@@ -24,17 +24,35 @@ class SectionError(ValueError):
     """A stage section that cannot run, with the reason."""
 
 
-def _parameters(fn: Callable) -> dict[str, Any]:
-    """Keyword parameters of `fn` -> type hint (Any where there is none)."""
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - a hint only importable for type checkers: accept any value
-        hints = {}
+_SAFE_NAMES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
+_SAFE_NAMES.update({"tuple": tuple, "None": None, "Any": Any})
+
+
+def _parameters(module: str, qualname: str) -> dict[str, Any]:
+    """Keyword parameters (-> type hint) of `module.qualname`, read from its source, not imported: the
+    check must not cost the seconds of importing torch, transformers or Beam on a resumed run."""
+    source = Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8")
+    body: list[ast.stmt] = ast.parse(source).body
+    node = None
+    for name in qualname.split("."):
+        node = next(n for n in body if getattr(n, "name", None) == name)
+        body = getattr(node, "body", [])
+    args = node.args
     return {
-        name: hints.get(name, Any)
-        for name, p in inspect.signature(fn).parameters.items()
-        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in _WIRED | _SKIP
+        a.arg: _hint(a.annotation)
+        for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]
+        if a.arg not in _WIRED | _SKIP | {"self"}
     }
+
+
+def _hint(node: ast.expr | None) -> Any:
+    """A source annotation as a type, for the basic types a config holds (else Any)."""
+    if node is None:
+        return Any
+    try:
+        return eval(compile(ast.Expression(node), "<hint>", "eval"), {"__builtins__": {}}, _SAFE_NAMES)
+    except Exception:  # noqa: BLE001 - a type no config value can have: do not check it
+        return Any
 
 
 def _type_ok(value: object, hint: Any) -> bool:
@@ -90,23 +108,22 @@ def _must_exist(section: str, key: str, path: str | None) -> None:
 
 
 def check_ingest(values: dict) -> None:
-    from pipelines.ingest import run_ingest
-
-    check_keys("ingest", values, _parameters(run_ingest))
+    check_keys("ingest", values, _parameters("pipelines.ingest", "run_ingest"))
 
 
 def check_annotate(values: dict) -> None:
-    from annotators.annotate import run_annotate
-    from annotators.teachers.batch import BatchTeacher
-    from annotators.teachers.openai_chat import OpenAITeacher
-
-    allowed = _parameters(run_annotate)
+    allowed = _parameters("annotators.annotate", "run_annotate")
     teacher = values.get("teacher", "replay")
-    backends = {"replay": [], "openai": [OpenAITeacher], "batch": [BatchTeacher, OpenAITeacher]}
+    openai = ("annotators.teachers.openai_chat", "OpenAITeacher.__init__")
+    backends = {
+        "replay": [],
+        "openai": [openai],
+        "batch": [("annotators.teachers.batch", "BatchTeacher.__init__"), openai],
+    }
     if teacher not in backends:
         raise SectionError(f"config section 'annotate': unknown teacher {teacher!r} (openai, batch, replay)")
-    for cls in backends[teacher]:
-        for name, hint in _parameters(cls.__init__).items():
+    for backend in backends[teacher]:
+        for name, hint in _parameters(*backend).items():
             if name not in ("self", "model", "base_url", "api_key", "workdir"):
                 allowed.setdefault(name, hint)
     check_keys("annotate", values, allowed)
@@ -126,12 +143,11 @@ def check_annotate(values: dict) -> None:
 def check_train(values: dict) -> None:
     from dataclasses import fields
 
-    from distill.config import TrainConfig
-    from distill.train import run_train
+    from distill.config import TrainConfig  # importable without torch
 
     hints = typing.get_type_hints(TrainConfig)
     allowed = {f.name: hints.get(f.name, Any) for f in fields(TrainConfig) if f.name not in _SKIP | {"extra"}}
-    allowed.update(_parameters(run_train))
+    allowed.update(_parameters("distill.train", "run_train"))
     allowed.update({"extra_labels": list[str], "extra_labels_sample": int | None})
     check_keys("train", values, allowed)
     for path in values.get("extra_labels") or []:
@@ -139,16 +155,13 @@ def check_train(values: dict) -> None:
 
 
 def check_propagate(values: dict) -> None:
-    from pipelines.propagate import run_propagate
-
-    check_keys("propagate", values, _parameters(run_propagate))
+    check_keys("propagate", values, _parameters("pipelines.propagate", "run_propagate"))
 
 
 def check_subsets(values: dict) -> None:
     from pipelines.recipe import RecipeError, load_recipes
-    from pipelines.subsets import run_subsets
 
-    allowed = _parameters(run_subsets)
+    allowed = _parameters("pipelines.subsets", "run_subsets")
     allowed["recipes"] = str | list[str]
     check_keys("subsets", values, allowed)
     overrides = {k: values[k] for k in ("tokenizer", "seed", "output_format") if values.get(k) is not None}
@@ -159,9 +172,7 @@ def check_subsets(values: dict) -> None:
 
 
 def check_report(values: dict) -> None:
-    from pipelines.report import write_report
-
-    check_keys("report", values, _parameters(write_report))
+    check_keys("report", values, _parameters("pipelines.report", "write_report"))
 
 
 CHECKS = {
