@@ -360,7 +360,11 @@ def _run_stage(stage: Stage, cfg: RunConfig, log: RunLog, tag: str) -> None:
             result = stage.run()
             raise_if_interrupted(where=stage.name)  # a library may have swallowed it
             summary = summarize(stage.name, result, stage.output)
-            check_output(summary, cfg.allow_empty)
+            try:
+                check_output(summary, cfg.allow_empty)
+            except EmptyOutput:
+                log.say(f"{tag}: {summary.line().split(': ', 1)[1]}")  # what it read and where it went
+                raise
             if stage.name != "report":
                 write_manifest(
                     stage.output,
@@ -379,7 +383,7 @@ def _run_stage(stage: Stage, cfg: RunConfig, log: RunLog, tag: str) -> None:
                 # the command prints the one line a user sees; run.log keeps where it happened
                 log.say(f"{tag}: {stop}; finished stages kept, rerun to resume", echo=False)
                 raise
-            detail = "".join(traceback.format_exception_only(type(e), e)).strip()
+            detail = str(e) if isinstance(e, EmptyOutput) else f"{type(e).__name__}: {e}"
             log.record(stage.name, status="failed", error=detail, traceback=traceback.format_exc()[-4000:])
             permanent = isinstance(e, PERMANENT_ERRORS)
             if permanent or attempt > cfg.retries:
