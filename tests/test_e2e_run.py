@@ -304,7 +304,7 @@ def test_sigint_during_a_beam_stage_stops_at_once_and_resumes_to_the_same_output
     err = (err + proc.stderr.read()).decode()
     assert rc == 130, err
     assert "Traceback" not in err and "attempt" not in err
-    after = err.partition("propagate: running")[2]
+    after = err.partition("propagate: running")[2].partition("\n")[2]
     lines = [line for line in after.replace("\r", "\n").splitlines() if line.strip()]
     assert lines[-1] == "interrupted (SIGINT) during propagate: stopped; rerun the same command to resume"
     assert not [line for line in lines if not line.startswith(("propagate:", "Loading", "interrupted"))]
