@@ -2,15 +2,35 @@
 
 Command modules import heavy libraries (torch, beam) inside their functions so `--help` stays fast.
 Unknown `--flags` of pipeline commands are passed to Beam as pipeline options.
+
+Conventions every command follows (tests/test_cli_conventions.py walks them): input datasets are the
+positional `INPUTS...`, whatever a command writes goes under `-o/--output`, every option has help, a
+user error (missing path, bad value, bad config) is one line on stderr and exit code 2, a failed run
+exit code 1, SIGINT 130 and SIGTERM 143, and each stage command ends with its one-line summary.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import sys
+import traceback
 
 import typer
+import typer.core
 
-from pipelines.commands import annotate, demo, evaluate, ingest, loop, propagate, run, subsets, train
+from pipelines.commands import (
+    annotate,
+    demo,
+    evaluate,
+    ingest,
+    loop,
+    propagate,
+    report,
+    run,
+    subsets,
+    train,
+)
 
 app = typer.Typer(
     name="biomed-enrich",
@@ -22,6 +42,67 @@ app = typer.Typer(
 )
 
 BEAM_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+DEBUG_ENV = "BIOMED_ENRICH_DEBUG"
+
+
+def _no_flag_type(display_type_rich):
+    """On/off flags take no value: show no `<bool>` type column for them in --help."""
+
+    @functools.wraps(display_type_rich)
+    def wrapper(self, ctx):
+        return None if self.is_flag else display_type_rich(self, ctx)
+
+    return wrapper
+
+
+typer.core.TyperOption.display_type_rich = _no_flag_type(typer.core.TyperOption.display_type_rich)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's to fix (exit 2): a path, a value, a config, a recipe."""
+    from pipelines.orchestrate import ConfigError
+
+    return (ConfigError, FileNotFoundError, NotADirectoryError, ValueError)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code=code)
+
+
+def one_line_errors(command):
+    """Run a command under the console layer: interrupts, user errors and failures as one line each."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from pipelines.console import Interrupted, catch_interrupts, raise_if_interrupted, session
+        from pipelines.orchestrate import StageFailed
+        from pipelines.summary import EmptyOutput
+
+        try:
+            with session(quiet=bool(kwargs.get("quiet"))), catch_interrupts():
+                try:
+                    return command(*args, **kwargs)
+                except (typer.Exit, typer.Abort, typer.BadParameter, Interrupted):
+                    raise
+                except (Exception, KeyboardInterrupt) as e:
+                    raise_if_interrupted(e)
+                    raise
+        except Interrupted as e:  # after ^C the cursor sits on the bar's line: start a fresh one
+            raise _fail(f"\n{e}: stopped; rerun the same command to resume", e.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except (StageFailed, EmptyOutput) as e:
+            raise _fail(f"error: {e}", 1) from None
+        except user_errors() as e:
+            raise _fail(f"error: {e}", 2) from None
+        except Exception as e:  # noqa: BLE001 - a bug or an outage: one line, the traceback on request
+            if os.environ.get(DEBUG_ENV):
+                traceback.print_exc()
+            hint = "" if os.environ.get(DEBUG_ENV) else f" (set {DEBUG_ENV}=1 for the traceback)"
+            raise _fail(f"error: {type(e).__name__}: {e}{hint}", 1) from None
+
+    return wrapper
 
 
 def beam_flags_to_ctx(command):
@@ -42,15 +123,38 @@ def beam_flags_to_ctx(command):
     return wrapper
 
 
-app.command("ingest", context_settings=BEAM_ARGS)(beam_flags_to_ctx(ingest.command))
-app.command("annotate", context_settings=BEAM_ARGS)(beam_flags_to_ctx(annotate.command))
-app.command("loop")(loop.command)
-app.command("train")(train.command)
-app.command("evaluate")(evaluate.command)
-app.command("propagate", context_settings=BEAM_ARGS)(beam_flags_to_ctx(propagate.command))
-app.command("subsets", context_settings=BEAM_ARGS)(beam_flags_to_ctx(subsets.command))
-app.command("run")(run.command)
-app.command("demo")(demo.command)
+def _add(name: str, command, beam: bool = False) -> None:
+    if beam:
+        app.command(name, context_settings=BEAM_ARGS)(one_line_errors(beam_flags_to_ctx(command)))
+    else:
+        app.command(name)(one_line_errors(command))
+
+
+_add("ingest", ingest.command, beam=True)
+_add("annotate", annotate.command, beam=True)
+_add("loop", loop.command)
+_add("train", train.command)
+_add("evaluate", evaluate.command)
+_add("propagate", propagate.command, beam=True)
+_add("subsets", subsets.command, beam=True)
+_add("run", run.command)
+_add("demo", demo.command)
+_add("report", report.command)
+
+
+def main() -> None:
+    """The console script: after an interrupt, exit at once even if a library left threads running."""
+    from pipelines.console import interrupted
+
+    try:
+        app()
+    except SystemExit as e:
+        if interrupted() is not None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(e.code if isinstance(e.code, int) else 128 + interrupted())
+        raise
+
 
 if __name__ == "__main__":
-    app()
+    main()

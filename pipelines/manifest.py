@@ -65,17 +65,35 @@ def list_files(root: str) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-def input_fingerprint(paths: list[str]) -> str:
+def relative_inputs(paths: list[str], run_root: str | None) -> dict[str, str]:
+    """Input path as recorded -> path as given: relative to the run root when inside it (so a run's
+    output directory can be moved, copied or synced and still resume), else unchanged."""
+    if not run_root or "://" in run_root:
+        return {p: p for p in paths}
+    root = Path(run_root).resolve()
+    out = {}
+    for p in paths:
+        if "://" in p:
+            out[p] = p
+            continue
+        try:
+            out[Path(p).resolve().relative_to(root).as_posix()] = p
+        except ValueError:
+            out[p] = p
+    return out
+
+
+def input_fingerprint(paths: list[str], run_root: str | None = None) -> str:
     """Fingerprint of inputs: an upstream manifest's outputs hash when there is one, else names+sizes."""
     digest = hashlib.sha256()
-    for path in sorted(paths):
+    for name, path in sorted(relative_inputs(paths, run_root).items()):
         manifest = FileSystems.join(path.rstrip("/"), MANIFEST)
         if FileSystems.exists(manifest):
             with FileSystems.open(manifest) as f:
                 digest.update(json.loads(f.read()).get("outputs_hash", "").encode())
             continue
         if FileSystems.exists(path) and not _is_dir(path):
-            files = {path: FileSystems.match([path])[0].metadata_list[0].size_in_bytes}
+            files = {name: FileSystems.match([path])[0].metadata_list[0].size_in_bytes}
         else:
             files = list_files(path)
         digest.update(json.dumps(files, sort_keys=True).encode())
@@ -104,8 +122,11 @@ def write_manifest(
     inputs: list[str],
     extra: dict | None = None,
     hash_files: bool = True,
+    run_root: str | None = None,
 ) -> dict:
-    """Record `root` as the finished output of `stage` (call only after the stage succeeded)."""
+    """Record `root` as the finished output of `stage` (call only after the stage succeeded).
+
+    Inputs under `run_root` are recorded relative to it: the output tree stays valid when moved."""
     files = {
         rel: {"size": size, "sha256": file_sha256(FileSystems.join(root, rel)) if hash_files else None}
         for rel, size in list_files(root).items()
@@ -115,8 +136,8 @@ def write_manifest(
         "schema_version": SCHEMA_VERSION,
         "config_hash": config_hash(config),
         "code_version": code_version(),
-        "inputs": sorted(inputs),
-        "input_fingerprint": input_fingerprint(inputs),
+        "inputs": sorted(relative_inputs(inputs, run_root)),
+        "input_fingerprint": input_fingerprint(inputs, run_root),
         "files": files,
         "rows": dataset_rows(root),
         "outputs_hash": config_hash(files),
@@ -146,7 +167,12 @@ class Check:
 
 
 def verify(
-    root: str, *, config: object | None = None, inputs: list[str] | None = None, hashes: bool = True
+    root: str,
+    *,
+    config: object | None = None,
+    inputs: list[str] | None = None,
+    hashes: bool = True,
+    run_root: str | None = None,
 ) -> Check:
     """Is `root` a finished, intact output for this config and these inputs? Says why not.
 
@@ -155,15 +181,17 @@ def verify(
     """
     manifest = read_manifest(root)
     if manifest is None:
-        return Check(False, "no manifest (never finished, or manifest unreadable)")
+        if not FileSystems.exists(root):
+            return Check(False, "not run yet")
+        return Check(False, "unfinished earlier (no manifest): starting it again")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         return Check(False, f"schema version {manifest.get('schema_version')} != {SCHEMA_VERSION}")
     if config is not None and manifest.get("config_hash") != config_hash(config):
         return Check(False, "config changed")
     if inputs is not None:
-        if manifest.get("inputs") != sorted(inputs):
+        if manifest.get("inputs") != sorted(relative_inputs(inputs, run_root)):
             return Check(False, "input list changed")
-        if manifest.get("input_fingerprint") != input_fingerprint(inputs):
+        if manifest.get("input_fingerprint") != input_fingerprint(inputs, run_root):
             return Check(False, "inputs changed")
     present = list_files(root)
     for rel, info in manifest["files"].items():

@@ -6,13 +6,16 @@ matches its config and its inputs (upstream manifests) and every recorded file i
 otherwise (new config, changed inputs, corrupted or missing output, earlier failure) its directory
 is cleared and the stage runs again from its own start, with `retries` extra attempts. The report
 is cheap and always regenerated. `<root>/_run.json` and `<root>/run.log` record what happened.
+
+The whole config is checked before the first stage (`pipelines.config_check`); a stage failure that a
+retry cannot fix (a wrong value, a missing file, an empty result) is not retried; SIGINT/SIGTERM stop
+the run at once (`pipelines.console.Interrupted`), leaving the finished stages' manifests for a resume.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -23,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.jats import TEXT_RENDERING
+from pipelines.summary import EmptyOutput
 
 STAGES = ("ingest", "annotate", "train", "propagate", "subsets", "report")
 # Where each data stage writes under the run's output root (the report reads them back from here).
@@ -33,7 +37,12 @@ STAGE_DIRS = {
     "propagate": "propagate",
     "subsets": "subsets",
 }
-_TOP_KEYS = {"output", "inputs", "beam_args", "retries", "verify_hashes", *STAGES}
+_TOP_KEYS = {"output", "inputs", "beam_args", "retries", "verify_hashes", "allow_empty", *STAGES}
+# Section keys holding paths, resolved against the config file's directory like `inputs`.
+_PATH_KEYS = {
+    "annotate": ("recordings", "api_key_file", "price_table", "cache_path"),
+    "train": ("cache_dir",),
+}
 
 
 class ConfigError(ValueError):
@@ -53,6 +62,8 @@ class RunConfig:
     stages: dict[str, dict] = field(default_factory=dict)
     # sha256 of every output file in manifests, checked on resume; off = sizes, footers, row counts only
     verify_hashes: bool = True
+    # a stage that writes nothing (or finds nothing to read) is an error unless this is set
+    allow_empty: bool = False
 
 
 def resolve_path(value: str, base: Path) -> str:
@@ -95,21 +106,59 @@ def load_config(path: str | Path, *, output: str | None = None) -> RunConfig:
         if not isinstance(section, dict):
             raise ConfigError(f"config section {name!r} must be a mapping")
         stages[name] = dict(section)
-    for key in ("extra_labels", "labels"):
-        if key in stages["train"]:
-            stages["train"][key] = [resolve_path(p, base) for p in stages["train"][key]]
+    _resolve_section_paths(stages, base)
     retries = raw.get("retries", 1)
-    if not isinstance(retries, int) or retries < 0:
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
         raise ConfigError("'retries' must be an integer >= 0")
+    beam_args = raw.get("beam_args") or []
+    if not isinstance(beam_args, list):
+        raise ConfigError("'beam_args' must be a list of Beam flags, e.g. [--runner=DirectRunner]")
+    for key in ("verify_hashes", "allow_empty"):
+        if not isinstance(raw.get(key, False), bool):
+            raise ConfigError(f"'{key}' must be true or false")
+    check_sections(stages)
     output_path = out if output else resolve_path(out, base)
     return RunConfig(
         output=output_path,
         inputs=resolved_inputs,
-        beam_args=[str(a) for a in raw.get("beam_args") or []],
+        beam_args=[str(a) for a in beam_args],
         retries=retries,
         stages=stages,
         verify_hashes=bool(raw.get("verify_hashes", True)),
+        allow_empty=bool(raw.get("allow_empty", False)),
     )
+
+
+def _resolve_section_paths(stages: dict[str, dict], base: Path) -> None:
+    """Paths inside sections are relative to the config file too (recipe files, recordings, ...)."""
+    train = stages["train"]
+    if isinstance(train.get("extra_labels"), str):
+        train["extra_labels"] = [train["extra_labels"]]
+    if isinstance(train.get("extra_labels"), list):
+        train["extra_labels"] = [resolve_path(str(p), base) for p in train["extra_labels"]]
+    for section, keys in _PATH_KEYS.items():
+        for key in keys:
+            if isinstance(stages[section].get(key), str):
+                stages[section][key] = resolve_path(stages[section][key], base)
+    recipes = stages["subsets"].get("recipes")
+    if isinstance(recipes, list | str):
+        items = [recipes] if isinstance(recipes, str) else recipes
+        resolved = [
+            resolve_path(r, base) if isinstance(r, str) and r.endswith((".yaml", ".yml")) else r
+            for r in items
+        ]
+        stages["subsets"]["recipes"] = resolved if isinstance(recipes, list) else resolved[0]
+
+
+def check_sections(stages: dict[str, dict]) -> None:
+    """Every stage section against its stage function (keys, types, recipes, paths, teacher)."""
+    from pipelines.config_check import CHECKS, SectionError
+
+    for name, check in CHECKS.items():
+        try:
+            check(stages[name])
+        except SectionError as e:
+            raise ConfigError(str(e)) from None
 
 
 @dataclass
@@ -121,9 +170,6 @@ class Stage:
     depends_on: list[str]
     config: dict
     run: Callable[[], dict]
-    expects: str | None = (
-        None  # a dataset that must not come out empty (a clear error instead of a later one)
-    )
 
 
 def plan(cfg: RunConfig) -> list[Stage]:
@@ -188,11 +234,10 @@ def plan(cfg: RunConfig) -> list[Stage]:
             # The text rendering version is part of the ingest config: a new rendering re-runs ingest.
             {"inputs": cfg.inputs, **s["ingest"], "text_rendering": TEXT_RENDERING},
             ingest,
-            "paragraphs",
         ),
-        Stage("annotate", d["annotate"], [d["ingest"]], s["annotate"], annotate, "labels"),
+        Stage("annotate", d["annotate"], [d["ingest"]], s["annotate"], annotate),
         Stage("train", d["train"], [d["annotate"], d["ingest"], *extra], s["train"], train),
-        Stage("propagate", d["propagate"], [d["ingest"], d["train"]], s["propagate"], propagate, "scored"),
+        Stage("propagate", d["propagate"], [d["ingest"], d["train"]], s["propagate"], propagate),
         Stage("subsets", d["subsets"], [d["propagate"]], s["subsets"], subsets),
         Stage("report", str(root / "report.html"), [], s["report"], report),
     ]
@@ -207,12 +252,14 @@ class RunLog:
         self.state_path = root / "_run.json"
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"stages": {}}
 
-    def say(self, message: str) -> None:
+    def say(self, message: str, echo: bool = True) -> None:
+        from pipelines.console import write
+
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {message}"
         with open(self.root / "run.log", "a") as f:
             f.write(line + "\n")
-        if not self.quiet:
-            print(line, file=sys.stderr, flush=True)
+        if echo and not self.quiet:
+            write(line)
 
     def record(self, stage: str, **info) -> None:
         self.state["stages"].setdefault(stage, {}).update(info)
@@ -227,23 +274,52 @@ def _clear(path: str) -> None:
         p.unlink()
 
 
+# Failures a retry cannot fix: wrong values, missing files, empty results. Others (I/O hiccups, a worker
+# lost, a server error) are retried.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    TypeError,
+    ValueError,
+    KeyError,
+    ImportError,
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+    EmptyOutput,
+)
+
+
 def run(
     cfg: RunConfig, *, only: list[str] | None = None, force: list[str] | None = None, quiet: bool = False
 ) -> dict:
-    """Run (or resume) every stage in order; returns `_run.json`'s content. Raises StageFailed."""
+    """Run (or resume) every stage in order; returns `_run.json`'s content.
+
+    Raises StageFailed, or `console.Interrupted` on SIGINT/SIGTERM (the stage being run keeps no
+    manifest, so a rerun redoes it and skips the ones before).
+    """
+    from pipelines.console import catch_interrupts, reset_interrupt
+
+    reset_interrupt()
+    with catch_interrupts():
+        return _run(cfg, only, set(force or []), quiet)
+
+
+def _run(cfg: RunConfig, only: list[str] | None, force: set[str], quiet: bool) -> dict:
     from pipelines.manifest import verify
 
     root = Path(cfg.output)
     log = RunLog(root, quiet=quiet)
     stages = plan(cfg)
-    force = set(force or [])
     for i, stage in enumerate(stages, 1):
         tag = f"[{i}/{len(stages)}] {stage.name}"
         if only and stage.name not in only:
             continue
         if stage.name != "report" and stage.name not in force:
             check = verify(
-                stage.output, config=stage.config, inputs=stage.depends_on, hashes=cfg.verify_hashes
+                stage.output,
+                config=stage.config,
+                inputs=stage.depends_on,
+                hashes=cfg.verify_hashes,
+                run_root=str(root),
             )
             if check.ok:
                 log.say(f"{tag}: skipped (finished earlier, output intact)")
@@ -252,38 +328,75 @@ def run(
             log.say(f"{tag}: running ({check.reason})")
         else:
             log.say(f"{tag}: running")
-        _run_stage(stage, cfg.retries, log, tag, cfg.verify_hashes)
+        if stage.name != "report":
+            _clear(str(root / "report.html"))  # it would describe outputs about to be replaced
+        try:
+            _run_stage(stage, cfg, log, tag)
+        except StageFailed:
+            _mark_report(root, log)
+            raise
     log.say(f"done: outputs under {root}")
     return log.state
 
 
-def _run_stage(stage: Stage, retries: int, log: RunLog, tag: str, hashes: bool = True) -> None:
-    from pipelines.manifest import dataset_rows, read_manifest, write_manifest
+def _mark_report(root: Path, log: RunLog) -> None:
+    """After a failure, a report of what is there, flagged as unfinished (never a stale one)."""
+    from pipelines.report import write_report
 
-    for attempt in range(1, retries + 2):
+    try:
+        write_report(str(root))
+    except Exception as e:  # noqa: BLE001 - the stage error is the news, not the report's
+        log.say(f"report: not written ({type(e).__name__}: {e})")
+
+
+def _run_stage(stage: Stage, cfg: RunConfig, log: RunLog, tag: str) -> None:
+    from pipelines.console import Interrupted, close_bars, raise_if_interrupted
+    from pipelines.manifest import write_manifest
+    from pipelines.summary import check_output, summarize
+
+    for attempt in range(1, cfg.retries + 2):
         _clear(stage.output)  # retry from the stage's own start: no half-written shard survives
         started = time.time()
         log.record(stage.name, status="running", started_at=started, attempt=attempt)
         try:
             result = stage.run()
-            if stage.expects and not dataset_rows(stage.output).get(stage.expects):
-                raise RuntimeError(
-                    f"{stage.name} wrote no {stage.expects} (see {stage.output}/dead_letter and its stats)"
-                )
+            raise_if_interrupted(where=stage.name)  # a library may have swallowed it
+            summary = summarize(stage.name, result, stage.output)
+            try:
+                check_output(summary, cfg.allow_empty)
+            except EmptyOutput:
+                log.say(f"{tag}: {summary.line().split(': ', 1)[1]}")  # what it read and where it went
+                raise
             if stage.name != "report":
-                write_manifest(stage.output, stage.name, stage.config, stage.depends_on, hash_files=hashes)
-        except Exception as e:  # noqa: BLE001 - recorded, retried, then re-raised as StageFailed
-            detail = "".join(traceback.format_exception_only(type(e), e)).strip()
-            log.say(f"{tag}: attempt {attempt} failed: {detail}")
+                write_manifest(
+                    stage.output,
+                    stage.name,
+                    stage.config,
+                    stage.depends_on,
+                    hash_files=cfg.verify_hashes,
+                    run_root=str(Path(cfg.output)),
+                )
+        except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - recorded, maybe retried, re-raised
+            close_bars()
+            try:
+                raise_if_interrupted(e, where=stage.name)
+            except Interrupted as stop:
+                log.record(stage.name, status="interrupted", error=str(stop), traceback=None)
+                # the command prints the one line a user sees; run.log keeps where it happened
+                log.say(f"{tag}: {stop}; finished stages kept, rerun to resume", echo=False)
+                raise
+            detail = str(e) if isinstance(e, EmptyOutput) else f"{type(e).__name__}: {e}"
             log.record(stage.name, status="failed", error=detail, traceback=traceback.format_exc()[-4000:])
-            if attempt > retries:
-                raise StageFailed(f"stage {stage.name} failed after {attempt} attempt(s): {detail}") from e
+            permanent = isinstance(e, PERMANENT_ERRORS)
+            if permanent or attempt > cfg.retries:
+                log.say(f"{tag}: failed: {detail}", echo=False)  # the command prints the error line
+                raise StageFailed(f"stage {stage.name} failed: {detail}") from e
+            log.say(f"{tag}: attempt {attempt} failed, retrying: {detail}")
             continue
+        close_bars()
         seconds = time.time() - started
-        manifest = read_manifest(stage.output) or {}
-        log.say(
-            f"{tag}: done in {seconds:.1f}s" + (f" rows={manifest['rows']}" if manifest.get("rows") else "")
-        )
+        what = f": {summary.line().split(': ', 1)[1]}" if summary else ""
+        log.say(f"{tag}: done in {seconds:.1f}s{what}")
         log.record(
             stage.name,
             status="done",
@@ -291,6 +404,7 @@ def _run_stage(stage: Stage, retries: int, log: RunLog, tag: str, hashes: bool =
             seconds=round(seconds, 3),
             error=None,
             traceback=None,
+            summary=summary.line() if summary else None,
             result_keys=sorted(result) if isinstance(result, dict) else None,
         )
         return

@@ -152,7 +152,12 @@ def _stages_section(root: Path, stats: dict[str, dict]) -> str:
 
     run_state = (_read_json(root / "_run.json") or {}).get("stages", {})
     rows = []
-    for stage, sub in STAGE_DIRS.items():
+    for stage, sub in [*STAGE_DIRS.items(), ("report", None)]:
+        if sub is None:  # the report itself: only its status and time in this run
+            state = run_state.get(stage, {})
+            status = "this page" if state.get("status") in (None, "running", "done") else state["status"]
+            rows.append([stage, status, state.get("seconds"), *[None] * 6])
+            continue
         state = run_state.get(stage, {})
         manifest = read_manifest(str(root / sub)) or {}
         st = stats.get(stage, {})
@@ -204,8 +209,19 @@ def _stages_section(root: Path, stats: dict[str, dict]) -> str:
         ax.set_xlabel("wall seconds (this run)")
         ax.set_title("Time per stage")
         chart = png(fig)
+    unfinished = [
+        f"{name} {state.get('status')}" + (f": {state.get('error')}" if state.get("error") else "")
+        for name, state in run_state.items()
+        if state.get("status") in ("failed", "interrupted", "running")
+    ]
+    banner = (
+        f'<p class="bad"><b>This run did not finish</b> ({html.escape("; ".join(unfinished))}): '
+        "the sections below show only what the finished stages left.</p>"
+        if unfinished
+        else ""
+    )
     return (
-        "<section><h2>Stages: throughput and cost</h2>"
+        "<section><h2>Stages: throughput and cost</h2>" + banner + ""
         "<p>Wall time from this run's log (skipped stages keep the time of the run that built them). "
         "Read: articles for ingest, labelled paragraphs for train, paragraphs otherwise. Written: rows of "
         "the stage's datasets from its manifest (documents for subsets); rows/s: written (read for train) "
@@ -338,6 +354,16 @@ def headline_agreement(agreement: dict) -> list[list[object]]:
     return rows
 
 
+def text_color(value: float, vmax: float) -> str:
+    """Cell text colour on the Blues colormap: white on the darker half, near-black on the lighter."""
+    return "white" if vmax and value > vmax / 2 else "#1d2330"
+
+
+def lower_is_better(metric: str) -> bool:
+    """Error metrics (MAE, calibration error) read the other way from F1, kappa and Pearson r."""
+    return any(k in metric for k in ("mae", "ece", "error", "loss"))
+
+
 def _confusion_plot(agreement: dict):
     import matplotlib.pyplot as plt
 
@@ -348,18 +374,19 @@ def _confusion_plot(agreement: dict):
     ]
     if not blocks:
         return ""
-    fig, axes = plt.subplots(1, len(blocks), figsize=(4.2 * len(blocks), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(blocks), figsize=(5.4 * len(blocks), 4.6), squeeze=False)
     for ax, (name, cm) in zip(axes[0], blocks, strict=True):
         matrix, labels = cm["matrix"], cm["labels"]
-        ax.imshow(matrix, cmap="Blues")
+        vmax = max((v for row in matrix for v in row), default=0)
+        ax.imshow(matrix, cmap="Blues", vmin=0)
         for i, row in enumerate(matrix):
             for j, v in enumerate(row):
-                ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
-        ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7, ha="right")
-        ax.set_yticks(range(len(labels)), labels, fontsize=7)
-        ax.set_xlabel("student")
-        ax.set_ylabel("teacher")
-        ax.set_title(f"{name} (held out)", fontsize=9)
+                ax.text(j, i, str(v), ha="center", va="center", fontsize=12, color=text_color(v, vmax))
+        ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=10, ha="right")
+        ax.set_yticks(range(len(labels)), labels, fontsize=10)
+        ax.set_xlabel("student", fontsize=10)
+        ax.set_ylabel("teacher", fontsize=10)
+        ax.set_title(f"{name} (held out)", fontsize=11)
     fig.tight_layout()
     return png(fig)
 
@@ -375,14 +402,27 @@ def _agreement_section(root: Path) -> str:
         import matplotlib.pyplot as plt
         import numpy as np
 
-        y = np.arange(len(rows))
-        fig, ax = plt.subplots(figsize=(6.0, 0.45 * len(rows) + 0.9))
-        ax.barh(y + 0.2, [r[1] or 0 for r in rows], 0.4, label="this student", color="#3b6ea5")
-        ax.barh(y - 0.2, [r[2] or 0 for r in rows], 0.4, label="paper's student", color="#b9c3cf")
-        ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
-        ax.invert_yaxis()
-        ax.set_title("held-out agreement (MAE: lower is better)", fontsize=9)
-        ax.legend(fontsize=8, loc="lower right")
+        groups = [
+            ("higher is better", [r for r in rows if not lower_is_better(r[0])]),
+            ("lower is better", [r for r in rows if lower_is_better(r[0])]),
+        ]
+        groups = [(title, part) for title, part in groups if part]
+        fig, axes = plt.subplots(
+            len(groups),
+            1,
+            figsize=(6.4, 0.5 * len(rows) + 1.6 * len(groups)),
+            squeeze=False,
+            gridspec_kw={"height_ratios": [len(part) for _, part in groups]},
+        )
+        for ax, (title, part) in zip(axes[:, 0], groups, strict=True):
+            y = np.arange(len(part))
+            ax.barh(y - 0.2, [r[1] or 0 for r in part], 0.4, label="this student", color="#3b6ea5")
+            ax.barh(y + 0.2, [r[2] or 0 for r in part], 0.4, label="paper's student", color="#b9c3cf")
+            ax.set_yticks(y, [r[0] for r in part], fontsize=9)
+            ax.invert_yaxis()
+            ax.set_title(f"held-out agreement ({title})", fontsize=10, pad=22 if ax is axes[0, 0] else 6)
+        axes[0, 0].legend(fontsize=9, loc="lower left", bbox_to_anchor=(0.0, 1.12), ncol=2, frameon=False)
+        fig.tight_layout()
         chart = png(fig)
     sizes = agreement.get("sizes") or {}
     held = sizes.get("held_out")
@@ -463,7 +503,37 @@ def _loop_section(root: Path) -> str:
     )
 
 
-def _subsets_section(stats: dict | None) -> str:
+def _size_key(entry: dict) -> tuple:
+    groups = entry.get("groups") or {}
+    counts = ("articles", "documents", "paragraphs", "tokens", "unique_tokens")
+    return (*(entry.get(k) for k in counts), sorted((g, v.get("documents")) for g, v in groups.items()))
+
+
+def identical_subsets(root: Path, subsets: dict[str, dict]) -> dict[str, str]:
+    """Subset -> an earlier subset holding exactly the same documents (same article ids and texts),
+    e.g. BE-French = BE-Base when the corpus has no French article to upsample. Only subsets of equal
+    sizes are read and compared."""
+    from pipelines.subsets import read_documents
+
+    def content(name: str) -> list[tuple]:
+        return sorted((d.get("article_id"), d.get("text")) for d in read_documents(str(root), name))
+
+    names = list(subsets)
+    same: dict[str, str] = {}
+    for i, name in enumerate(names):
+        for other in names[:i]:
+            if other in same or _size_key(subsets[name]) != _size_key(subsets[other]):
+                continue
+            try:
+                if content(name) == content(other):
+                    same[name] = other
+                    break
+            except (OSError, ValueError):
+                continue
+    return same
+
+
+def _subsets_section(stats: dict | None, root: Path | None = None) -> str:
     title = "<section><h2>Subsets: sizes and tokens</h2>"
     if not stats or not stats.get("subsets"):
         return title + _na("Subsets") + "</section>"
@@ -486,7 +556,7 @@ def _subsets_section(stats: dict | None) -> str:
             bottom += vals
         ax.set_title(f"{key} (with repeats) by licence group")
         ax.tick_params(axis="x", labelsize=8, rotation=15)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # off the bars
     fig.tight_layout()
     rows = [
         [
@@ -501,10 +571,20 @@ def _subsets_section(stats: dict | None) -> str:
         for n, s in subsets.items()
     ]
     tokenizer = next(iter(subsets.values())).get("tokenizer", "whitespace")
+    same = identical_subsets(root, subsets) if root else {}
+    for row in rows:
+        if row[0] in same:
+            row[0] = f"{row[0]} (identical to {same[row[0]]})"
+    note = "".join(
+        f"<p><b>{html.escape(n)} is identical to {html.escape(o)}</b>: its recipe changed nothing on this "
+        "corpus (e.g. no French article for BE-French to upsample).</p>"
+        for n, o in same.items()
+    )
     return (
         title + "<p>One document per article (copies counted for upsampled ones); tokens: "
         f"<code>{html.escape(tokenizer)}"
         "</code>. Each subset directory holds a Hugging Face dataset card (README.md).</p>"
+        + note
         + png(fig)
         + table(
             [
@@ -549,7 +629,7 @@ def render_report(root: str | Path) -> str:
             _scores_section(scored),
             _agreement_section(root),
             _loop_section(root),
-            _subsets_section(stats.get("subsets")),
+            _subsets_section(stats.get("subsets"), root / STAGE_DIRS["subsets"]),
             _raw_section(stats),
         ]
     )

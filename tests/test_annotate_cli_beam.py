@@ -63,7 +63,7 @@ def test_cli_replay_default_and_bad_input(teacher_labels, tmp_path):
     bad = CliRunner().invoke(
         app, ["annotate", str(paragraphs), "-o", str(tmp_path / "o2"), "--sample", "5", "--fraction", "0.1"]
     )
-    assert bad.exit_code == 1 and "not both" in bad.output
+    assert bad.exit_code == 2 and "not both" in bad.output  # a user error: one line, exit code 2
 
 
 def test_beam_replay_matches_the_local_run(teacher_labels, tmp_path):

@@ -70,5 +70,7 @@ def scored_rows_small(up: Path) -> list[dict]:
 
 
 def test_no_manifest_means_not_finished(tmp_path):
+    assert verify(str(tmp_path / "never")).reason == "not run yet"  # a first run reads as one
     (tmp_path / "half").mkdir()
-    assert not verify(str(tmp_path / "half")).ok
+    check = verify(str(tmp_path / "half"))
+    assert not check.ok and "unfinished" in check.reason

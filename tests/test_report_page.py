@@ -137,3 +137,22 @@ def test_report_renders_in_a_headless_browser(run_root, tmp_path):
     assert variance > 200  # text, tables and plots, not a blank or single-colour page
     dark = sum(p < 100 for p in pixels) / len(pixels)
     assert 0.01 < dark < 0.5  # the header bar and text render, the page is not black
+
+
+def test_confusion_cells_stay_readable_and_error_metrics_are_charted_apart():
+    from pipelines.report import lower_is_better, text_color
+
+    assert text_color(40, 40) == "white" and text_color(1, 40) != "white"  # dark cell, light cell
+    assert lower_is_better("educational_score_mae")
+    higher = ("document_type_f1", "domain_kappa", "educational_score_pearson")
+    assert not any(lower_is_better(m) for m in higher)
+
+
+def test_report_marks_an_unfinished_run(tmp_path):
+    (tmp_path / "_run.json").write_text(
+        json.dumps(
+            {"stages": {"ingest": {"status": "done"}, "annotate": {"status": "failed", "error": "boom"}}}
+        ),
+    )
+    page = (Path(write_report(str(tmp_path))["report"])).read_text()
+    assert "This run did not finish" in page and "annotate failed: boom" in page

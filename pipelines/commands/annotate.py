@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from pipelines.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
+
 
 class TeacherKind(str, Enum):
     openai = "openai"
@@ -22,7 +24,9 @@ class ResponseMode(str, Enum):
 
 def command(
     ctx: typer.Context,
-    paragraphs: list[str] = typer.Argument(..., help="Paragraphs datasets (dirs, globs or Parquet files)."),
+    paragraphs: list[str] = typer.Argument(
+        ..., metavar=INPUTS_METAVAR, help="Paragraphs datasets (dirs, globs or Parquet files)."
+    ),
     output: str = typer.Option(
         ..., "--output", "-o", help="Output root: labels/, dead_letter/, annotate_stats.json."
     ),
@@ -84,6 +88,8 @@ def command(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the sample size and estimated tokens and cost; send nothing."
     ),
+    allow_empty: bool = allow_empty_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Select a deterministic stratified sample of PARAGRAPHS and have a teacher label it.
 
@@ -92,13 +98,10 @@ def command(
     A paid teacher (openai, batch) needs --sample, --fraction or a budget; try --dry-run first.
     The command fails if the teacher labels none of the sample.
     """
-    import logging
-
     from annotators.annotate import NothingLabelled, run_annotate
-    from annotators.budget import SpendGuardError, format_estimate
+    from annotators.budget import format_estimate
     from annotators.teachers import TeacherError
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     kw: dict = {}
     if teacher is not TeacherKind.replay:
         kw = dict(
@@ -133,20 +136,14 @@ def command(
             dry_run=dry_run,
             **kw,
         )
-    except SpendGuardError as e:
-        typer.secho(f"annotate: {e}", fg="red", err=True)
-        raise typer.Exit(code=2) from None
-    except (TeacherError, NothingLabelled, ValueError, FileNotFoundError) as e:
-        typer.secho(f"annotate failed: {e}", fg="red", err=True)
+    except (TeacherError, NothingLabelled) as e:  # a failed run, not a usage error (those exit 2)
+        typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=1) from None
     if dry_run:
         typer.echo(format_estimate(stats["estimate"], stats["pool"]))
         return
+    finish("annotate", stats, output, allow_empty)
     led = stats["ledger"]
-    typer.echo(
-        f"annotated {stats['written']}/{stats['read']} sampled paragraphs "
-        f"({stats['dead_lettered']} dead-lettered {stats['dead_letter_reasons']}) -> {output}"
-    )
     typer.echo(
         f"ledger: {led['calls']} calls, {led['retries']} retries, {led['cache_hits']} cache hits, "
         f"{led['input_tokens']:,} in / {led['output_tokens']:,} out tokens, "

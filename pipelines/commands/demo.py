@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from pipelines.commands.common import allow_empty_option, quiet_option
+from pipelines.commands.run import force_option, only_option
+
 
 def demo_config() -> Path:
     """demo/config.yaml of the source tree (a fresh clone, installed editable), else ./demo/config.yaml."""
@@ -18,8 +21,10 @@ def demo_config() -> Path:
 
 def command(
     output: str = typer.Option("out/demo", "--output", "-o", help="Output root of the demo run."),
-    force: list[str] = typer.Option(None, "--force", help="Redo this stage even if finished (repeatable)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines on stderr."),
+    force: list[str] = force_option(),
+    only: list[str] = only_option(),
+    allow_empty: bool = allow_empty_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Run every stage on the 30 CC BY demo articles shipped in demo/.
 
@@ -29,9 +34,6 @@ def command(
     """
     from pipelines.commands.run import run_with_config
 
-    try:
-        config = demo_config()
-    except FileNotFoundError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2) from e
-    run_with_config(str(config), output=output, force=force, quiet=quiet)
+    run_with_config(
+        str(demo_config()), output=output, force=force, only=only, quiet=quiet, allow_empty=allow_empty
+    )

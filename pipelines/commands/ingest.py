@@ -6,12 +6,14 @@ import json
 
 import typer
 
+from pipelines.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
+
 
 def command(
     ctx: typer.Context,
     inputs: list[str] = typer.Argument(
         ...,
-        metavar="INPUT...",
+        metavar=INPUTS_METAVAR,
         help="Folders, globs or .xml/.nxml files; .tar.gz bulk packages (streamed); PMC file-list .csv "
         "files (joined for licence / PMID / retraction); PMC Cloud folders (PMC<id>.<ver>/ + metadata/). "
         "Local paths or any URI Beam / smart_open reads (gs://, s3://, https://).",
@@ -22,6 +24,8 @@ def command(
     min_tokens: int = typer.Option(
         64, "--min-tokens", min=0, help="Keep paragraphs of at least this many whitespace-separated words."
     ),
+    allow_empty: bool = allow_empty_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Extract body paragraphs of JATS articles into OUTPUT/paragraphs/*.parquet.
 
@@ -31,10 +35,8 @@ def command(
     """
     from pipelines.ingest import run_ingest
 
-    try:
-        stats = run_ingest(list(inputs), output, min_tokens=min_tokens, beam_args=list(ctx.args))
-    except FileNotFoundError as e:
-        raise typer.BadParameter(str(e), param_hint="INPUT") from e
+    stats = run_ingest(list(inputs), output, min_tokens=min_tokens, beam_args=list(ctx.args))
+    finish("ingest", stats, output, allow_empty)
     summary = {
         k: stats.get(k)
         for k in ("articles_read", "articles_parsed", "articles_dead_lettered", "paragraphs_written")

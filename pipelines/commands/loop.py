@@ -7,6 +7,8 @@ from enum import Enum
 
 import typer
 
+from pipelines.commands.common import INPUTS_METAVAR
+
 
 class Strategy(str, Enum):
     random = "random"
@@ -20,7 +22,7 @@ class Teacher(str, Enum):
 
 def command(
     paragraphs: list[str] = typer.Argument(
-        ..., help="Paragraphs dataset(s) to draw from: files, directories or globs."
+        ..., metavar=INPUTS_METAVAR, help="Paragraphs dataset(s) to draw from: files, directories or globs."
     ),
     output: str = typer.Option(
         ..., "--output", "-o", help="Output directory: labels/, loop/ round states, loop_stats.json."

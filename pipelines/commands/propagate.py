@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 from enum import Enum
+from pathlib import Path
 
 import typer
+
+from pipelines.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
 
 
 class Precision(str, Enum):
@@ -16,12 +19,16 @@ class Precision(str, Enum):
 
 def command(
     ctx: typer.Context,
-    parquet: list[str] = typer.Argument(
-        ..., help="Parquet files, directories or globs with `id` and `text` columns."
+    inputs: list[str] = typer.Argument(
+        ...,
+        metavar=INPUTS_METAVAR,
+        help="Paragraphs: Parquet files, directories or globs with `id` and `text` columns.",
     ),
-    model: str = typer.Option(..., "--model", help="Student model directory (from `biomed-enrich train`)."),
+    model: str = typer.Option(
+        ..., "--model", "-m", help="Student model directory (from `biomed-enrich train`)."
+    ),
     output: str = typer.Option(
-        ..., "--output", help="Output root: writes scored/, dead_letter/, propagate_stats.json."
+        ..., "--output", "-o", help="Output root: writes scored/, dead_letter/, propagate_stats.json."
     ),
     batch_tokens: int = typer.Option(
         None, help="Padded tokens per forward pass (default 4096 on CPU, 65536 on CUDA)."
@@ -43,6 +50,8 @@ def command(
         "--large-model/--no-large-model",
         help="Share one model per machine across processes (default: on CUDA).",
     ),
+    allow_empty: bool = allow_empty_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Score paragraphs: adds document_type, domain, educational_score, the score vectors and model_id.
 
@@ -51,10 +60,14 @@ def command(
     MODEL_DIR must be a local directory (on Dataflow, bake it into the worker image: infra/dataflow).
     Rows that cannot be scored are written to dead_letter/ with a reason.
     """
+    missing = [p for p in [*inputs, model] if "://" not in p and not any(c in p for c in "*?[")]
+    missing = [p for p in missing if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(f"no such file or directory: {', '.join(missing)}")
     from pipelines.propagate import run_propagate
 
     stats = run_propagate(
-        parquet,
+        inputs,
         model,
         output,
         beam_args=list(ctx.args),
@@ -65,4 +78,5 @@ def command(
         device=device,
         large_model=large_model,
     )
+    finish("propagate", stats, output, allow_empty)
     typer.echo(json.dumps({k: stats[k] for k in ("read", "written", "dead_lettered", "paragraphs_per_s")}))

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
+from pipelines.commands.common import allow_empty_option, quiet_option
 from pipelines.orchestrate import STAGES
+
+
+def force_option() -> list[str]:
+    return typer.Option(
+        None, "--force", help=f"Redo this stage even if finished (repeatable): {', '.join(STAGES)}."
+    )
+
+
+def only_option() -> list[str]:
+    return typer.Option(None, "--only", help="Run only this stage (repeatable); the others stay as they are.")
 
 
 def command(
@@ -12,43 +23,40 @@ def command(
         ..., "--config", "-c", help="Run config YAML (see demo/config.yaml, docs/run.md)."
     ),
     output: str = typer.Option(None, "--output", "-o", help="Output root; overrides the config's 'output'."),
-    force: list[str] = typer.Option(
-        None, "--force", help=f"Redo this stage even if finished (repeatable): {', '.join(STAGES)}."
-    ),
-    only: list[str] = typer.Option(
-        None, "--only", help="Run only these stages (repeatable); others untouched."
-    ),
-    quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="No progress lines on stderr (run.log still written)."
-    ),
+    force: list[str] = force_option(),
+    only: list[str] = only_option(),
+    allow_empty: bool = allow_empty_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """ingest -> annotate -> train -> propagate -> subsets -> report, resumable.
 
-    Finished stages are recorded in <output>/<stage>/_manifest.json and
-    skipped on rerun. A stage whose config or inputs changed, or whose output
-    is missing or corrupted, is redone from its own start. A failed stage is
-    retried ('retries' in the config). Progress goes to stderr and run.log.
+    The whole config is checked before the first stage. Finished stages are recorded in
+    <output>/<stage>/_manifest.json and skipped on rerun. A stage whose config or inputs changed, or
+    whose output is missing or corrupted, is redone from its own start. A stage failure that a retry
+    may fix is retried ('retries' in the config). Ctrl-C stops at once; rerun to resume.
     """
-    run_with_config(config, output=output, force=force, only=only, quiet=quiet)
+    run_with_config(config, output=output, force=force, only=only, quiet=quiet, allow_empty=allow_empty)
 
 
 def run_with_config(
-    config: str, *, output: str | None = None, force=None, only=None, quiet: bool = False
+    config: str,
+    *,
+    output: str | None = None,
+    force=None,
+    only=None,
+    quiet: bool = False,
+    allow_empty: bool = False,
 ) -> dict:
-    from pipelines.orchestrate import ConfigError, StageFailed, load_config, run
+    from pipelines.orchestrate import StageFailed, load_config, run
 
     for name in [*(force or []), *(only or [])]:
         if name not in STAGES:
-            typer.echo(f"error: unknown stage {name!r} (stages: {', '.join(STAGES)})", err=True)
-            raise typer.Exit(code=2)
+            raise typer.BadParameter(f"unknown stage {name!r} (stages: {', '.join(STAGES)})")
+    cfg = load_config(config, output=output)
+    cfg.allow_empty = cfg.allow_empty or allow_empty
     try:
-        cfg = load_config(config, output=output)
         state = run(cfg, only=only or None, force=force or None, quiet=quiet)
-    except ConfigError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2) from e
     except StageFailed as e:
-        typer.echo(f"error: {e} (details: {output or cfg.output}/_run.json)", err=True)
-        raise typer.Exit(code=1) from e
+        raise StageFailed(f"{e} (details: {cfg.output}/_run.json)") from None
     typer.echo(f"report: {cfg.output}/report.html")
     return state

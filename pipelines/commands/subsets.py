@@ -6,10 +6,14 @@ import json
 
 import typer
 
+from pipelines.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
+
 
 def command(
     ctx: typer.Context,
-    scored: list[str] = typer.Argument(..., help="Scored datasets: directories, Parquet files or globs."),
+    inputs: list[str] = typer.Argument(
+        ..., metavar=INPUTS_METAVAR, help="Scored datasets: directories, Parquet files or globs."
+    ),
     recipe: list[str] = typer.Option(
         ...,
         "--recipe",
@@ -25,6 +29,8 @@ def command(
     output_format: str = typer.Option(
         None, "--format", help="Override the recipes' output format: parquet|jsonl."
     ),
+    allow_empty: bool = allow_empty_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Scored paragraphs -> filtered, upsampled, prefixed documents per article.
 
@@ -33,24 +39,18 @@ def command(
     <output>/subsets_stats.json. Unknown --flags go to Beam (e.g.
     --runner=DataflowRunner). Recipes and every knob: docs/subsets.md.
     """
-    from pipelines.recipe import RecipeError
     from pipelines.subsets import run_subsets
 
-    beam_args = list(ctx.args) + [s for s in scored if s.startswith("--")]
-    inputs = [s for s in scored if not s.startswith("--")]
-    try:
-        stats = run_subsets(
-            inputs,
-            recipe,
-            output,
-            tokenizer=tokenizer,
-            seed=seed,
-            output_format=output_format,
-            beam_args=beam_args,
-        )
-    except (RecipeError, FileNotFoundError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2) from e
+    stats = run_subsets(
+        inputs,
+        recipe,
+        output,
+        tokenizer=tokenizer,
+        seed=seed,
+        output_format=output_format,
+        beam_args=list(ctx.args),
+    )
+    finish("subsets", stats, output, allow_empty)
     summary = {
         name: {k: s[k] for k in ("articles", "documents", "paragraphs", "tokens")}
         for name, s in stats["subsets"].items()

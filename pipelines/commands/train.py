@@ -7,14 +7,17 @@ import json
 import typer
 
 from distill.config import TrainConfig
+from pipelines.commands.common import INPUTS_METAVAR, quiet_option
 
 
 def command(
+    inputs: list[str] = typer.Argument(
+        None,
+        metavar=INPUTS_METAVAR,
+        help="Teacher labels: LABELS datasets (an annotate output's labels/), Parquet files or globs.",
+    ),
     labels: list[str] = typer.Option(
-        ...,
-        "--labels",
-        "-l",
-        help="Teacher labels: LABELS dataset roots, Parquet files or globs (repeatable).",
+        None, "--labels", "-l", hidden=True, help="Deprecated: give the labels as INPUTS."
     ),
     output: str = typer.Option(
         ..., "--output", "-o", help="Model directory to write (weights, tokenizer, card, agreement.json)."
@@ -33,7 +36,9 @@ def command(
     epochs: int = typer.Option(
         TrainConfig.epochs, "--epochs", min=1, help="Fine-tuning epochs (upper bound: early stopping)."
     ),
-    batch_size: int = typer.Option(TrainConfig.batch_size, "--batch-size", min=1),
+    batch_size: int = typer.Option(
+        TrainConfig.batch_size, "--batch-size", min=1, help="Paragraphs per optimiser step (per device)."
+    ),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Gradient accumulation steps."),
     lr: float = typer.Option(
         TrainConfig.lr, "--lr", help="Encoder peak learning rate (linear warm-up, then linear decay)."
@@ -80,10 +85,11 @@ def command(
     precision: str = typer.Option(
         "auto", "--precision", help="auto | fp32 | bf16 (auto: fp32 on CPU, bf16 on CUDA)."
     ),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the article split, initialisation and shuffling."),
     no_resume: bool = typer.Option(
         False, "--no-resume", help="Start afresh even if OUTPUT/checkpoint/ exists."
     ),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Train the student on teacher labels (split by article) and export it to OUTPUT.
 
@@ -91,9 +97,13 @@ def command(
     resumes from OUTPUT/checkpoint/ at the next epoch.
     """
     from distill.train import run_train
+    from pipelines.commands.common import finish
 
+    sources = [*(inputs or []), *(labels or [])]
+    if not sources:
+        raise typer.BadParameter("give the teacher labels as INPUTS...", param_hint="INPUTS...")
     summary = run_train(
-        list(labels),
+        sources,
         output,
         paragraphs=list(paragraphs) if paragraphs else None,
         backbone=backbone,
@@ -114,6 +124,7 @@ def command(
         seed=seed,
         resume=not no_resume,
     )
+    finish("train", summary, output)
     if "metrics" in summary:
         from distill.metrics import headline
 
