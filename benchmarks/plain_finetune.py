@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import math
 import os
@@ -40,6 +41,11 @@ FORMATS = {
     "title_text": lambda r: f"{r['section_title'] or ''} | {r['text']}",
     "title_path_text": lambda r: f"{r['section_title'] or ''} | {r['path'] or ''} | {r['text']}",
 }
+
+
+def run_options(args) -> dict:
+    """The options a run's results depend on (not where it writes, how often it saves, how many threads)."""
+    return {k: v for k, v in vars(args).items() if k not in ("out", "workdir", "save_minutes", "threads")}
 
 
 def cpu_info() -> dict:
@@ -81,8 +87,11 @@ def label_counts(data, labels: dict[str, list[str]]) -> dict:
     return out
 
 
-def plain_finetune(model, tokenizer, train_ds, valid, args, amp, workdir: Path, on_epoch) -> None:
-    """The recipe's loop; after each epoch a checkpoint, then `on_epoch(epoch, raw, seconds, tokens)`."""
+def plain_finetune(model, tokenizer, train_ds, valid, args, amp, workdir: Path, report) -> None:
+    """The recipe's loop, checkpointed every `args.save_minutes` and at each epoch's end (a rerun resumes
+    at the batch it stopped at: the batch order is a function of the seed and the epoch). After each
+    epoch `report(epoch, steps done, counters, raw validation outputs)`, after a mid-epoch checkpoint
+    the same without outputs; the counters (wall and CPU seconds, tokens) sum over resumed runs."""
     import torch
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
@@ -95,29 +104,43 @@ def plain_finetune(model, tokenizer, train_ds, valid, args, amp, workdir: Path, 
     steps = math.ceil(len(train_ds) / args.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
     sched = get_linear_schedule_with_warmup(opt, int(0.1 * steps * args.epochs), steps * args.epochs)
-    state_path, start = workdir / "state.pt", 0
+    state_path, start, done, counters = workdir / "state.pt", 0, 0, {}
     if state_path.exists():
         state = torch.load(state_path, weights_only=False)
-        if state["options"] != vars(args):
+        if state["options"] != run_options(args):
             raise SystemExit(
                 f"{state_path} was written with other options: {state['options']}; use --workdir"
             )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        start = state["epoch"] + 1
-        print(f"resuming after epoch {start} from {state_path}", file=sys.stderr)
-    for epoch in range(start, args.epochs):
-        order = torch.Generator().manual_seed(args.seed + epoch)  # same order whether resumed or not
-        pad = functools.partial(collate, pad_token_id=tokenizer.pad_token_id or 0)
-        loader = DataLoader(train_ds, args.batch_size, shuffle=True, generator=order, collate_fn=pad)
-        model.train()
-        t0, tokens, bar = (
-            time.time(),
-            0,
-            tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", mininterval=10),
+        torch.set_rng_state(state["rng"])
+        start, done, counters = state["epoch"], state["step"], state["counters"]
+        if done == steps:
+            start, done, counters = start + 1, 0, {}
+        print(f"resuming at epoch {start + 1}, batch {done} from {state_path}", file=sys.stderr)
+
+    def save(epoch: int, step: int, counters: dict) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+        state.update(
+            epoch=epoch, step=step, counters=counters, rng=torch.get_rng_state(), options=run_options(args)
         )
-        for batch in bar:
+        torch.save(state, state_path.with_suffix(".tmp"))
+        state_path.with_suffix(".tmp").replace(state_path)
+
+    pad = functools.partial(collate, pad_token_id=tokenizer.pad_token_id or 0)
+    for epoch in range(start, args.epochs):
+        order = torch.Generator().manual_seed(args.seed + epoch)
+        loader = DataLoader(train_ds, args.batch_size, shuffle=True, generator=order, collate_fn=pad)
+        c = {"seconds": 0.0, "cpu_seconds": 0.0, "tokens": 0, **counters}
+        wall, cpu, saved = time.time(), time.process_time(), time.time()
+        batches = itertools.islice(loader, done, None)
+        bar = tqdm(
+            batches, desc=f"epoch {epoch + 1}/{args.epochs}", initial=done, total=steps, mininterval=10
+        )
+        model.train()
+        for step, batch in enumerate(bar, start=done + 1):
             with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
             loss, _ = multitask_loss(out, batch, score_loss="mse")
@@ -125,15 +148,18 @@ def plain_finetune(model, tokenizer, train_ds, valid, args, amp, workdir: Path, 
             opt.step()
             sched.step()
             opt.zero_grad()
-            tokens += int(batch["attention_mask"].sum())
-            bar.set_postfix(loss=f"{float(loss):.3f}")
-        seconds = time.time() - t0
-        raw = predict_logits(model, tokenizer, valid.texts, batch_size=64)
-        workdir.mkdir(parents=True, exist_ok=True)
-        state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
-        torch.save({**state, "epoch": epoch, "options": vars(args)}, state_path.with_suffix(".tmp"))
-        state_path.with_suffix(".tmp").replace(state_path)
-        on_epoch(epoch, raw, seconds, tokens)
+            c["tokens"] += int(batch["attention_mask"].sum())
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            if time.time() - saved > 60 * args.save_minutes or step == steps:
+                c["seconds"] += time.time() - wall
+                c["cpu_seconds"] += time.process_time() - cpu
+                wall, cpu, saved = time.time(), time.process_time(), time.time()
+                if step < steps:
+                    save(epoch, step, c)
+                    report(epoch, step, c)
+        report(epoch, steps, c, predict_logits(model, tokenizer, valid.texts, batch_size=64))
+        save(epoch, steps, c)
+        done, counters = 0, {}
 
 
 def main() -> None:
@@ -148,6 +174,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "plain_finetune.json"))
     parser.add_argument("--workdir", help="checkpoints (default: the cache dir, named after --out)")
+    parser.add_argument("--save-minutes", type=float, default=10, help="checkpoint interval within an epoch")
     args = parser.parse_args()
 
     import numpy as np
@@ -182,7 +209,7 @@ def main() -> None:
     train_ds = TextDataset(train, tokenizer, args.max_length, soft_targets=False)
     result = {
         "recipe": "plain fine-tune (issue 16): mean-pooled MiniLM-L6, 3 linear heads, CE+CE+MSE, hard labels",
-        "options": vars(args),
+        "options": run_options(args),
         "labels": args.labels,
         "split": {
             **SPLIT,
@@ -204,38 +231,54 @@ def main() -> None:
             "loadavg_at_start": os.getloadavg(),
         },
         "epochs": [],
+        "in_progress": None,
         "complete": False,
     }
-    if out.exists() and json.loads(out.read_text()).get("options") == vars(args):
+    if out.exists() and json.loads(out.read_text()).get("options") == run_options(args):
         result["epochs"] = json.loads(out.read_text())["epochs"]  # a resumed run keeps finished epochs
+        result["complete"] = any(e["epoch"] == args.epochs for e in result["epochs"])
     npz = out.with_suffix(".npz")
     arrays = dict(np.load(npz)) if npz.exists() and result["epochs"] else {}
     arrays.update(ids=np.array(valid.ids), articles=np.array(valid.articles))
 
-    def on_epoch(epoch: int, raw: dict, seconds: float, tokens: int) -> None:
+    steps = math.ceil(len(train) / args.batch_size)
+
+    def report(epoch: int, step: int, c: dict, raw: dict | None = None) -> None:
+        timing = {
+            "train_steps": step,
+            "train_seconds": c["seconds"],
+            "train_cpu_seconds": c["cpu_seconds"],
+            "train_tokens": c["tokens"],
+            "train_tokens_per_second": c["tokens"] / c["seconds"],
+            "loadavg": os.getloadavg(),
+        }
+        result["in_progress"] = None if raw is not None else {"epoch": epoch + 1, "of_steps": steps, **timing}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if raw is None:
+            out.write_text(json.dumps(result, indent=2, default=float))
+            return
         metrics = evaluate_outputs(raw, valid, model.config)
         record = {
             "epoch": epoch + 1,
             "validation": headline(metrics),
             "validation_per_label_f1": {h: metrics[h]["per_label_f1"] for h in names},
-            "train_seconds": seconds,
-            "train_tokens_per_second": tokens / seconds,
-            "loadavg_at_end": os.getloadavg(),
+            **timing,
         }
         result["epochs"] = [e for e in result["epochs"] if e["epoch"] != epoch + 1] + [record]
         result["complete"] = epoch + 1 == args.epochs
         arrays.update({f"epoch{epoch + 1}_{k}": v for k, v in raw.items()})
-        out.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(npz, **arrays)
         out.write_text(json.dumps(result, indent=2, default=float))
         h = record["validation"]
         print(
-            f"epoch {epoch + 1}: {seconds / 60:.1f} min, {tokens / seconds:.0f} tok/s, "
+            f"epoch {epoch + 1}: {c['seconds'] / 60:.1f} min, {record['train_tokens_per_second']:.0f} tok/s, "
             + ", ".join(f"{k} {v:.3f}" for k, v in h.items()),
             flush=True,
         )
 
-    plain_finetune(model, tokenizer, train_ds, valid, args, amp, workdir, on_epoch)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=float))
+    plain_finetune(model, tokenizer, train_ds, valid, args, amp, workdir, report)
     print(f"wrote {out} and {npz}")
 
 
