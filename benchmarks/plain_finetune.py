@@ -11,8 +11,8 @@ validation headline after each epoch; the test part is left for the once-per-rel
 
 Writes `--out` (per-epoch validation metrics, timing, CPU flags, load, split, input length
 statistics) and, beside it, a .npz of the raw validation outputs per epoch (paired bootstraps against
-later models need no retraining). Each epoch ends with a checkpoint in `--workdir`: a rerun with the
-same options continues after the last finished epoch.
+later models need no retraining). Checkpoints go to `--workdir` every `--save-minutes` and at each
+epoch's end; a rerun with the same options continues at the batch where the last one stopped.
 """
 
 from __future__ import annotations
