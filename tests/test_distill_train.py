@@ -270,7 +270,7 @@ def test_tfidf_baseline_gets_class_weights_and_knobs_tuned_on_validation_like_th
 
     from distill.baseline import ALPHA_GRID, C_GRID, CLASS_WEIGHTS, fit_baseline
 
-    small = labelled.subset(range(900))
+    small = labelled.subset(range(600))
     train, valid, _ = split_by_article(small.articles, valid_fraction=0.2, test_fraction=0.2, seed=0)
     train, valid = small.subset(train), small.subset(valid)
     assert fit_baseline(train, None)["models"]["document_type"].class_weight == "balanced"
