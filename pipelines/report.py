@@ -406,7 +406,7 @@ def _agreement_section(root: Path) -> str:
             ("higher is better", [r for r in rows if not lower_is_better(r[0])]),
             ("lower is better", [r for r in rows if lower_is_better(r[0])]),
         ]
-        groups = [(title, part) for title, part in groups if part]
+        groups = [(kind, part) for kind, part in groups if part]
         fig, axes = plt.subplots(
             len(groups),
             1,
@@ -414,13 +414,13 @@ def _agreement_section(root: Path) -> str:
             squeeze=False,
             gridspec_kw={"height_ratios": [len(part) for _, part in groups]},
         )
-        for ax, (title, part) in zip(axes[:, 0], groups, strict=True):
+        for ax, (kind, part) in zip(axes[:, 0], groups, strict=True):
             y = np.arange(len(part))
             ax.barh(y - 0.2, [r[1] or 0 for r in part], 0.4, label="this student", color="#3b6ea5")
             ax.barh(y + 0.2, [r[2] or 0 for r in part], 0.4, label="paper's student", color="#b9c3cf")
             ax.set_yticks(y, [r[0] for r in part], fontsize=9)
             ax.invert_yaxis()
-            ax.set_title(f"held-out agreement ({title})", fontsize=10, pad=22 if ax is axes[0, 0] else 6)
+            ax.set_title(f"held-out agreement ({kind})", fontsize=10, pad=22 if ax is axes[0, 0] else 6)
         axes[0, 0].legend(fontsize=9, loc="lower left", bbox_to_anchor=(0.0, 1.12), ncol=2, frameon=False)
         fig.tight_layout()
         chart = png(fig)

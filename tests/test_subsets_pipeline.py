@@ -142,7 +142,7 @@ def test_cli_is_deterministic_for_a_seed_and_shuffles_with_another(built, tmp_pa
             ],
         )
         assert result.exit_code == 0, result.output
-        assert json.loads(result.output)["BE-ClinicalCase"]["documents"] > 0
+        assert json.loads(result.stdout)["BE-ClinicalCase"]["documents"] > 0  # the summary line: stderr
         orders.append([d["id"] for d in read_documents(str(out), "BE-ClinicalCase")])
     assert orders[0] == orders[1]
     assert orders[0] != orders[2] and sorted(orders[0]) == sorted(orders[2])
