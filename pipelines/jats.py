@@ -48,32 +48,6 @@ TEXT_RENDERING = 2
 FORMULA_TAGS = frozenset({"inline-formula", "disp-formula", "math", "tex-math"})
 # Block children holding prose: cut out of the surrounding sentence, their `p`s become paragraphs.
 PROSE_BLOCKS = frozenset({"list", "disp-quote", "boxed-text", "statement", "def-list", "verse-group"})
-# Block or non-prose children dropped from the text and never walked.
-DROPPED = frozenset(
-    {
-        "table-wrap",
-        "table-wrap-group",
-        "table",
-        "fig",
-        "fig-group",
-        "graphic",
-        "media",
-        "supplementary-material",
-        "chem-struct-wrap",
-        "array",
-        "code",
-        "preformat",
-        "alternatives",
-        "fn",
-        "fn-group",
-        "ref-list",
-        "glossary",
-        "object-id",
-        "label",
-        "attrib",
-        "permissions",
-    }
-)
 # Dropped blocks that interrupt a sentence: the text on either side is kept apart by a space.
 BLOCKS = frozenset(
     {
@@ -93,6 +67,16 @@ BLOCKS = frozenset(
         "glossary",
     }
 )
+# Block or non-prose children dropped from the text and never walked.
+DROPPED = BLOCKS | {
+    "fn",
+    "fn-group",
+    "ref-list",
+    "object-id",
+    "label",
+    "attrib",
+    "permissions",
+}
 # Captions are dropped (figures, tables) except a `boxed-text` caption, whose `p`s are the box's prose.
 CAPTION = "caption"
 FORMULA = " [formula] "
