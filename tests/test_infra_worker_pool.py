@@ -37,29 +37,33 @@ def rows(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def worker_pool():
+def worker_pool(tmp_path_factory):
     """`worker_pool_main` on a free port, in its own process group so its SDK workers stop with it."""
     port = free_port()
+    log = tmp_path_factory.mktemp("worker-pool") / "pool.log"  # a file: a full pipe would block the pool
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     pool = subprocess.Popen(
         [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main", f"--service_port={port}"],
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log.open("wb"),
     )
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert pool.poll() is None, pool.stderr.read().decode()[-2000:]
-            assert time.time() < deadline, "worker pool did not listen within 60 s"
-            time.sleep(0.2)
-    yield f"localhost:{port}", pool
-    os.killpg(pool.pid, signal.SIGTERM)  # the pool's group: the pool and the SDK workers it forked
-    pool.wait(timeout=30)
+    deadline = time.time() + 300  # importing Beam on a loaded machine can take minutes
+    try:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert pool.poll() is None, log.read_text()[-2000:]
+                assert time.time() < deadline, "worker pool did not listen within 300 s"
+                time.sleep(0.2)
+        yield f"localhost:{port}", pool
+    finally:
+        if pool.poll() is None:
+            os.killpg(pool.pid, signal.SIGTERM)  # the pool's group: the pool and the SDK workers it forked
+        pool.wait(timeout=30)
 
 
 def test_stages_on_the_external_worker_pool_equal_direct(worker_pool, pmc_sample, teacher_labels, tmp_path):
