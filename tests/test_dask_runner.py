@@ -110,7 +110,9 @@ def test_ingest_on_dask_equals_direct(ingested):
     assert ingested["dask"] == ingested["direct"] | {"inputs": ingested["dask"]["inputs"]}
     assert ingested["dask"]["articles_read"] == N_ARTICLES
     assert dead_letters(root / "dask", "ingest") == dead_letters(root / "direct", "ingest")
-    assert len(workers_that_ran(ingested["stream"], "Parse")) == 2  # both worker processes parsed
+    # Which workers parsed is the scheduler's choice (a worker still importing gets nothing): the spread
+    # over both processes is asserted on propagate, where it matters (one model per process).
+    assert workers_that_ran(ingested["stream"], "Parse")
 
 
 @pytest.fixture(scope="module")
@@ -266,6 +268,7 @@ def test_a_cluster_is_started_for_the_pipeline_when_no_address_is_given(pmc_samp
     assert rows(tmp_path / "dask" / "paragraphs") == rows(tmp_path / "direct" / "paragraphs")
 
 
+@pytest.mark.slow  # ~3 min: the whole run twice; every stage on Dask is covered one by one above
 def test_run_config_on_dask_equals_direct(cluster, tmp_path):
     """`biomed-enrich run --config` with `beam_args: [--runner=dask, --dask_address=...]`."""
     import shutil

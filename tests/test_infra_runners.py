@@ -40,6 +40,10 @@ socket.create_connection = _refuse
 """
 
 
+def _refuse(*args, **kwargs):
+    raise OSError("network disabled in this test")
+
+
 def table(path: Path):
     return pq.read_table(sorted(str(p) for p in path.glob("part-*.parquet"))).to_pylist()
 
@@ -147,12 +151,12 @@ def describe_in_process(stage: str, params: list[str], tmp_path: Path, monkeypat
     assert "--runner=DataflowRunner" in flags
     job_file = tmp_path / f"job-{stage}.json"
     monkeypatch.syspath_prepend(str(ROOT / "infra" / "dataflow"))
-    namespace: dict = {}
-    exec(NO_NETWORK, namespace)  # noqa: S102 - patches the socket module for this test only
+    # Only monkeypatch (undone after the test): executing NO_NETWORK here would patch the socket module
+    # for the rest of the session and break every later test that opens a connection.
     for name in ("connect", "connect_ex"):
-        monkeypatch.setattr(socket.socket, name, namespace["_refuse"])
+        monkeypatch.setattr(socket.socket, name, _refuse)
     for name in ("getaddrinfo", "create_connection"):
-        monkeypatch.setattr(socket, name, namespace["_refuse"])
+        monkeypatch.setattr(socket, name, _refuse)
     import describe_job
 
     assert describe_job.main([*flags, f"--dataflow_job_file={job_file}"]) == 0
