@@ -185,7 +185,8 @@ def main() -> None:
     from distill.evaluate import evaluate_outputs
     from distill.metrics import headline
     from distill.model import DEFAULT_BACKBONE, StudentModel, resolve_backbone
-    from distill.train import cpu_has_bf16, default_cache_dir, seed_everything, select_precision
+    from distill.inference import native_bf16
+    from distill.train import default_cache_dir, seed_everything
     from pipelines.io import read_table
     from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
@@ -205,7 +206,7 @@ def main() -> None:
     model = StudentModel.from_backbone(
         DEFAULT_BACKBONE, max_seq_length=args.max_length, head_hidden=0, bow_dim=0
     )
-    amp = select_precision("auto", torch.device("cpu"))
+    amp = torch.bfloat16 if native_bf16(torch.device("cpu")) else None
     train_ds = TextDataset(train, tokenizer, args.max_length, soft_targets=False)
     result = {
         "recipe": "plain fine-tune (issue 16): mean-pooled MiniLM-L6, 3 linear heads, CE+CE+MSE, hard labels",
@@ -223,7 +224,7 @@ def main() -> None:
         "input_lengths": {f: length_stats(tokenizer, t) for f, t in inputs.items()},
         "optimizer": "AdamW(lr; torch defaults, weight_decay 0.01), no clipping, 10% warm-up, linear decay",
         "precision": "bf16 autocast" if amp is not None else "fp32",
-        "cpu": {**cpu_info(), "native_bf16": cpu_has_bf16()},
+        "cpu": {**cpu_info(), "native_bf16": native_bf16(torch.device("cpu"))},
         "load": {
             "shared_machine": "other helpers' tests and jobs ran on the same cores",
             "nice": os.nice(0),
