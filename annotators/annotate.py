@@ -10,18 +10,14 @@ never twice.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 from apache_beam.io.filesystems import FileSystems
 
 from annotators.budget import (
@@ -32,18 +28,16 @@ from annotators.budget import (
     require_limit,
 )
 from annotators.cache import AnswerCache, cache_key
+from annotators.labels import STAGE, LabelResult, label_row, labels_table, paragraph_dead_letter
 from annotators.ledger import Ledger, load_price_table
 from annotators.prompts import PROMPT_VERSION, prompt_fingerprint
 from annotators.sampling import STRATA_COLUMNS, sample_table
-from annotators.taxonomy import Answer
 from annotators.teachers import Outcome, Teacher, make_teacher, resolve_api_key
 from annotators.teachers.openai_chat import MAX_ANSWER_TOKENS
-from pipelines.core.io import dataset_dir, dead_letter, parquet_files, write_json, write_table
-from pipelines.core.schemas import LABELS, conform
+from pipelines.core.dead_letters import clear_dead_letters, write_dead_letters
+from pipelines.core.io import dataset_dir, open_dataset, write_json, write_table
 
 log = logging.getLogger(__name__)
-STAGE = "annotate"
-CARRIED = ("article_id", "text", "section_title", "path")
 PARAGRAPH_COLUMNS = [
     "id",
     "article_id",
@@ -54,37 +48,6 @@ PARAGRAPH_COLUMNS = [
     "article_type",
     "source",
 ]
-
-
-@dataclass
-class LabelResult:
-    labels: list[dict] = field(default_factory=list)
-    dead_letters: list[dict] = field(default_factory=list)
-
-
-def label_row(row: dict, answer: Answer, teacher_model: str, prompt_version: str) -> dict:
-    """One LABELS row for paragraph `row` from a validated answer."""
-    out = {
-        "id": row["id"],
-        "document_type": answer.document_type,
-        "domain": answer.domain,
-        "educational_score": answer.educational_score,
-        "document_type_probs": answer.document_type_probs,
-        "domain_probs": answer.domain_probs,
-        "educational_score_probs": answer.educational_score_probs,
-        "educational_score_expected": answer.educational_score_expected,
-        "teacher_model": teacher_model,
-        "prompt_version": prompt_version,
-        "input_tokens": answer.input_tokens,
-        "output_tokens": answer.output_tokens,
-    }
-    out.update({k: row.get(k) for k in CARRIED})
-    return out
-
-
-def _dead(row: dict, reason: str, detail: str = "") -> dict:
-    where = f"{row.get('article_id')} {row.get('path')}"
-    return dead_letter(STAGE, str(row.get("id")), reason, f"{where}: {detail}" if detail else where)
 
 
 def label_paragraphs(
@@ -106,10 +69,10 @@ def label_paragraphs(
     todo: list[dict] = []
     for row in rows:
         if row.get("id") in seen:
-            result.dead_letters.append(_dead(row, "duplicate_id"))
+            result.dead_letters.append(paragraph_dead_letter(row, "duplicate_id"))
         elif not (row.get("text") or "").strip():
             seen.add(row.get("id"))
-            result.dead_letters.append(_dead(row, "empty_text"))
+            result.dead_letters.append(paragraph_dead_letter(row, "empty_text"))
         else:
             seen.add(row["id"])
             todo.append(row)
@@ -137,7 +100,9 @@ def label_paragraphs(
             if on_label:
                 on_label(labelled)
         else:
-            result.dead_letters.append(_dead(row, outcome.reason or "unknown", outcome.detail))
+            result.dead_letters.append(
+                paragraph_dead_letter(row, outcome.reason or "unknown", outcome.detail)
+            )
     return result
 
 
@@ -199,25 +164,11 @@ def _clear(pattern: str) -> None:
         FileSystems.delete(matched)
 
 
-def write_dead_letters(records: list[dict], output: str, shard: str = "00000-of-00001") -> str:
-    path = FileSystems.join(dataset_dir(output, "dead_letter"), f"{STAGE}-{shard}.jsonl")
-    with FileSystems.create(path) as f:
-        for r in records:
-            f.write((json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n").encode())
-    return path
-
-
-def labels_table(labels: list[dict]) -> pa.Table:
-    if not labels:
-        return LABELS.empty_table()
-    return conform(pa.Table.from_pylist(labels), LABELS)
-
-
 def read_sample(
     paragraphs: list[str], sample: int | None, fraction: float | None, seed: int
 ) -> tuple[list[dict], int]:
     """The sampled paragraph rows and the pool size; texts are read for the sample only."""
-    dataset = pads.dataset(parquet_files(paragraphs), format="parquet")
+    dataset = open_dataset(paragraphs)
     names = set(dataset.schema.names)
     if not {"id", "text"} <= names:
         raise ValueError(
@@ -302,7 +253,7 @@ def run_annotate(
     )
     cache = AnswerCache(cache_path or default_cache_path(output)) if the_teacher.cacheable else None
     _clear(FileSystems.join(dataset_dir(output, "labels"), "*.parquet"))
-    _clear(FileSystems.join(dataset_dir(output, "dead_letter"), f"{STAGE}-*.jsonl"))
+    clear_dead_letters(output, STAGE)
     try:
         if use_beam or any(a.startswith("--runner") for a in beam_args or []):
             from annotators.beam_annotate import run_beam_annotate
@@ -319,7 +270,7 @@ def run_annotate(
         else:
             result = label_paragraphs(rows, the_teacher, cache, ledger)
             write_table(labels_table(result.labels), output, "labels")
-            write_dead_letters(result.dead_letters, output)
+            write_dead_letters(result.dead_letters, output, STAGE)
             n_labelled, reasons = len(result.labels), Counter(d["reason"] for d in result.dead_letters)
     finally:
         if cache:

@@ -12,8 +12,6 @@ fail after Beam's retries come out of RunInference's dead-letter output.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,12 +20,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult, RemoteModelHandler, RunInference
 
 from annotators.cache import AnswerCache, cache_key
+from annotators.labels import STAGE, label_row, paragraph_dead_letter
 from annotators.ledger import Ledger
 from annotators.prompts import build_messages
 from annotators.taxonomy import InvalidAnswer
 from annotators.teachers.base import Outcome, TeacherError
 from annotators.teachers.openai_chat import OpenAITeacher, Rejected, Transient
-from pipelines.core.io import WriteDataset, WriteDeadLetters, read_table
+from pipelines.core.dead_letters import WriteDeadLetters, count_dead_letters
+from pipelines.core.io import WriteDataset, read_table
 from pipelines.core.options import pipeline_options
 from pipelines.core.schemas import LABELS
 
@@ -171,23 +171,19 @@ class AnnotateParagraphs(beam.PTransform):
         model, version = self.model, self.version
 
         def split(result: PredictionResult):
-            from annotators.annotate import _dead, label_row
-
             row, outcome = result.example, result.inference
             if outcome.ok:
                 yield label_row(row, outcome.answer, model, version)
             else:
                 yield beam.pvalue.TaggedOutput(
-                    "dead", _dead(row, outcome.reason or "unknown", outcome.detail)
+                    "dead", paragraph_dead_letter(row, outcome.reason or "unknown", outcome.detail)
                 )
 
         def failed(item):
-            from annotators.annotate import _dead
-
             batch, error = item
             detail = str(error[1] if isinstance(error, tuple) and len(error) > 1 else error)[:300]
             reason = getattr(error, "kind", None) or "teacher_failed"
-            return [_dead(r, reason, detail) for r in batch]
+            return [paragraph_dead_letter(r, reason, detail) for r in batch]
 
         main, other = rows | "Label" >> RunInference(self.handler).with_exception_handling()
         outputs = main | "Split" >> beam.FlatMap(split).with_outputs("dead", main="labels")
@@ -213,19 +209,13 @@ def run_beam_annotate(
         | "Annotate" >> AnnotateParagraphs(teacher, cache_path)
     )
     out["labels"] | WriteDataset(output, "labels", LABELS)
-    out["dead"] | WriteDeadLetters(output, "annotate")
+    out["dead"] | WriteDeadLetters(output, STAGE)
     result = p.run()
     result.wait_until_finish()
     if ledger is not None:
         read_ledger(result, ledger)
     labels = read_table([FileSystems.join(output, "labels")], columns=["id"]).num_rows
-    reasons: Counter = Counter()
-    pattern = FileSystems.join(output, "dead_letter", "annotate-*.jsonl")
-    for m in FileSystems.match([pattern])[0].metadata_list:
-        with FileSystems.open(m.path) as f:
-            for line in f.read().decode().splitlines():
-                if line.strip():
-                    reasons[json.loads(line)["reason"]] += 1
+    reasons = count_dead_letters(output, STAGE)
     return {"labelled": labels, "dead_letter_reasons": dict(reasons)}
 
 

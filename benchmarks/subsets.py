@@ -36,7 +36,8 @@ from subsets_scored import scored_rows, write_scored  # noqa: E402
 
 from pipelines.core.io import read_table, write_json  # noqa: E402
 from pipelines.core.schemas import SUBSET_DOCUMENTS  # noqa: E402
-from pipelines.subsets.pipeline import BASE_COLUMNS, article_documents, read_documents, run_subsets  # noqa: E402
+from pipelines.subsets.documents import article_documents  # noqa: E402
+from pipelines.subsets.pipeline import BASE_COLUMNS, read_documents, run_subsets  # noqa: E402
 from pipelines.subsets.recipe import load_recipes  # noqa: E402
 from pipelines.subsets.tokens import token_counter  # noqa: E402
 

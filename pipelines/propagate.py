@@ -16,17 +16,18 @@ from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from distill.beam_handler import METRICS_NAMESPACE, StudentModelHandler
 from distill.inference import InferenceOptions, model_id, with_options
+from pipelines.core.dead_letters import WriteDeadLetters, clear_dead_letters, count_dead_letters, dead_letter
 from pipelines.core.io import (
+    ReadDataset,
     WriteDataset,
-    WriteDeadLetters,
+    count_rows,
     dataset_dir,
-    dead_letter,
+    dataset_schema,
     parquet_files,
     write_json,
 )
@@ -42,24 +43,11 @@ _LOAD_METRIC = "load_model_latency_milli_secs"  # RunInference's distribution, o
 
 def input_schema(files: list[str]) -> pa.Schema:
     """The unified schema of the input files; they must have `id` and `text`."""
-    schemas = []
-    for path in files:
-        with FileSystems.open(path) as f:
-            schemas.append(pq.read_schema(f))
-    schema = pa.unify_schemas(schemas, promote_options="permissive")
+    schema = dataset_schema(files)
     missing = [c for c in ("id", "text") if c not in schema.names]
     if missing:
         raise ValueError(f"propagate needs columns {missing} in its input Parquet (found {schema.names})")
     return schema
-
-
-def count_rows(files: list[str]) -> int:
-    """Rows in Parquet files, from their footers (no data read)."""
-    total = 0
-    for path in files:
-        with FileSystems.open(path) as f:
-            total += pq.read_metadata(f).num_rows
-    return total
 
 
 def scored_schema(schema: pa.Schema) -> pa.Schema:
@@ -118,10 +106,7 @@ def build_pipeline(
     model: str,
 ) -> None:
     checked = (
-        pipeline
-        | "Files" >> beam.Create(files)
-        | "Read" >> beam.io.ReadAllFromParquet()
-        | "Check" >> beam.FlatMap(check_row).with_outputs("dead", main="ok")
+        pipeline | ReadDataset(files) | "Check" >> beam.FlatMap(check_row).with_outputs("dead", main="ok")
     )
     scored, failed = checked.ok | "Score" >> RunInference(handler).with_exception_handling()
     _ = (
@@ -139,23 +124,11 @@ def build_pipeline(
 
 def _clear_previous(output: str) -> None:
     """A rerun replaces the previous outputs of this stage (so counts and shards never mix runs)."""
-    patterns = [
-        FileSystems.join(dataset_dir(output, "scored"), "part-*"),
-        FileSystems.join(dataset_dir(output, "dead_letter"), f"{STAGE}-*"),
-    ]
-    stale = [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
+    pattern = FileSystems.join(dataset_dir(output, "scored"), "part-*")
+    stale = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
     if stale:
         FileSystems.delete(stale)
-
-
-def _count_dead(output: str) -> int:
-    pattern = FileSystems.join(dataset_dir(output, "dead_letter"), f"{STAGE}-*.jsonl")
-    total = 0
-    for result in FileSystems.match([pattern]):
-        for meta in result.metadata_list:
-            with FileSystems.open(meta.path) as f:
-                total += sum(1 for line in f.read().splitlines() if line.strip())
-    return total
+    clear_dead_letters(output, STAGE)
 
 
 def run_propagate(
@@ -209,7 +182,7 @@ def run_propagate(
         build_pipeline(pipeline, files, handler, output, schema, model)
     result = pipeline.result if hasattr(pipeline, "result") else None
     written = count_rows(parquet_files([dataset_dir(output, "scored")])) if total else 0
-    dead = _count_dead(output)
+    dead = sum(count_dead_letters(output, STAGE).values())
     seconds = time.time() - started
     counters = _counters(result)
     precision = {"requested": options.precision, "used": counters.pop("precision", [])}

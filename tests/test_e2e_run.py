@@ -24,7 +24,8 @@ import yaml
 
 from pipelines.app.orchestrate import STAGE_DIRS, ConfigError, StageFailed, load_config, run
 from pipelines.core.schemas import LABELS, PARAGRAPHS, SCORED, SUBSET_DOCUMENTS
-from pipelines.subsets.pipeline import article_factor, read_documents
+from pipelines.subsets.documents import article_factor
+from pipelines.subsets.pipeline import read_documents
 from pipelines.subsets.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from pipelines.app.cli import app
 from pipelines.core.schemas import SUBSET_DOCUMENTS
-from pipelines.subsets.pipeline import article_factor, read_documents, run_subsets
+from pipelines.subsets.documents import article_factor
+from pipelines.subsets.pipeline import read_documents, run_subsets
 from pipelines.subsets.recipe import PAPER_PRESETS, load_recipe
 
 N_ARTICLES = 160

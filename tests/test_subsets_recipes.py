@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from subsets_scored import scored_rows
 
-from pipelines.subsets.pipeline import (
+from pipelines.subsets.documents import (
     article_documents,
     article_factor,
     order_paragraphs,

@@ -140,10 +140,10 @@ def student_text(row: dict) -> str:
 
 def read_rows(paths: Sequence[str], columns: Sequence[str]) -> list[dict]:
     """Rows of a paragraphs or labels dataset (files, directories, globs) with `article_id` filled in."""
-    from pipelines.core.io import read_table
+    from pipelines.core.io import open_dataset
 
-    table = read_table(list(paths))
-    rows = table.select([c for c in columns if c in table.column_names]).to_pylist()
+    dataset = open_dataset(list(paths))
+    rows = dataset.to_table(columns=[c for c in columns if c in dataset.schema.names]).to_pylist()
     for row in rows:
         row["article_id"] = article_key(row)
     return rows

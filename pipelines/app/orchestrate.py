@@ -25,18 +25,10 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.app.run_layout import STAGE_DIRS, STAGES
 from pipelines.core.summary import EmptyOutput
 from pipelines.ingest.jats import TEXT_RENDERING
 
-STAGES = ("ingest", "annotate", "train", "propagate", "subsets", "report")
-# Where each data stage writes under the run's output root (the report reads them back from here).
-STAGE_DIRS = {
-    "ingest": "ingest",
-    "annotate": "annotate",
-    "train": "model",
-    "propagate": "propagate",
-    "subsets": "subsets",
-}
 _TOP_KEYS = {"output", "inputs", "beam_args", "retries", "verify_hashes", "allow_empty", *STAGES}
 # Section keys holding paths, resolved against the config file's directory like `inputs`.
 _PATH_KEYS = {

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pipelines.app.orchestrate import STAGE_DIRS
+from pipelines.app.run_layout import STAGE_DIRS
 from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, EDUCATIONAL_SCORES
 
 # The paper's published distribution (% of paragraphs at scores 1..5 by predicted label), from

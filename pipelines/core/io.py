@@ -1,4 +1,4 @@
-"""Dataset IO shared by every stage: Parquet shards under `<root>/<dataset>/`, dead letters beside them.
+"""Dataset IO shared by every stage: Parquet shards under `<root>/<dataset>/` (dead letters: `dead_letters`).
 
 Paths are anything Beam's FileSystems / pyarrow / smart-open read: local, gs://, s3://.
 """
@@ -38,31 +38,6 @@ class WriteDataset(beam.PTransform):
         )
 
 
-def dead_letter(stage: str, source: str, reason: str, detail: str = "") -> dict:
-    """One dead-letter record: what was dropped, by which stage, and why."""
-    return {"stage": stage, "source": source, "reason": reason, "detail": detail[:2000]}
-
-
-class WriteDeadLetters(beam.PTransform):
-    """Write dead-letter dicts as JSON lines under `<root>/dead_letter/<stage>-*.jsonl`.
-
-    Always at least one file, so an empty dead-letter set is visibly empty rather than missing.
-    """
-
-    def __init__(self, root: str, stage: str):
-        super().__init__(label=f"Write {stage} dead letters")
-        self.prefix = FileSystems.join(dataset_dir(root, "dead_letter"), stage)
-
-    def expand(self, records):
-        return (
-            records
-            | "ToJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True))
-            | beam.io.WriteToText(
-                self.prefix, file_name_suffix=".jsonl", shard_name_template="-SSSSS-of-NNNNN"
-            )
-        )
-
-
 def parquet_files(paths: Iterable[str]) -> list[str]:
     """Expand dataset roots, directories and globs into the Parquet files they hold, sorted."""
     files: list[str] = []
@@ -79,9 +54,48 @@ def parquet_files(paths: Iterable[str]) -> list[str]:
     return files
 
 
+def open_dataset(paths: Iterable[str]) -> pads.Dataset:
+    """The in-process reader: Parquet files, directories or globs as one pyarrow dataset (remote URIs
+    included), for column projection and filters pushed down to the files."""
+    return pads.dataset(parquet_files(paths), format="parquet")
+
+
 def read_table(paths: Iterable[str], columns: list[str] | None = None) -> pa.Table:
-    """Read Parquet files, directories or globs as one table (pyarrow datasets; remote URIs included)."""
-    return pads.dataset(parquet_files(paths), format="parquet").to_table(columns=columns)
+    """Read Parquet files, directories or globs as one table."""
+    return open_dataset(paths).to_table(columns=columns)
+
+
+def dataset_schema(files: Iterable[str]) -> pa.Schema:
+    """The unified schema of Parquet files, from their footers (no data read)."""
+    schemas = []
+    for path in files:
+        with FileSystems.open(path) as f:
+            schemas.append(pq.read_schema(f))
+    return pa.unify_schemas(schemas, promote_options="permissive")
+
+
+def count_rows(files: Iterable[str]) -> int:
+    """Rows in Parquet files, from their footers (no data read)."""
+    total = 0
+    for path in files:
+        with FileSystems.open(path) as f:
+            total += pq.read_metadata(f).num_rows
+    return total
+
+
+class ReadDataset(beam.PTransform):
+    """The Beam reader: rows (dicts) of Parquet files, spread over workers file by file."""
+
+    def __init__(self, files: list[str], columns: list[str] | None = None, label: str = "Read"):
+        super().__init__(label=label)
+        self.files, self.columns = list(files), columns
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Files" >> beam.Create(self.files)
+            | "Rows" >> beam.io.ReadAllFromParquet(columns=self.columns)
+        )
 
 
 def write_table(table: pa.Table, root: str, name: str, shard: str = "part-00000-of-00001") -> str:

@@ -7,10 +7,10 @@ an empty dataset that "succeeds" only fails later, further from its cause.
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pipelines.core.dead_letters import count_dead_letters
 
 # stage -> (stats key read, unit, stats key written, unit)
 _COUNTS = {
@@ -53,16 +53,8 @@ class StageSummary:
 
 
 def dead_letter_reasons(output: str, stage: str) -> dict[str, int]:
-    """Dead letters by reason, counted from `<output>/dead_letter/<stage>-*.jsonl` (local outputs)."""
-    counts: Counter = Counter()
-    for path in sorted(Path(output).glob(f"dead_letter/{stage}-*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                try:
-                    counts[json.loads(line).get("reason") or "unknown"] += 1
-                except ValueError:
-                    counts["unknown"] += 1
-    return dict(counts)
+    """Dead letters by reason, counted from `<output>/dead_letter/<stage>-*.jsonl`."""
+    return dict(count_dead_letters(output, stage))
 
 
 def summarize(stage: str, stats: dict | None, output: str) -> StageSummary | None:

@@ -22,8 +22,10 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipelines.core import schemas
-from pipelines.core.io import WriteDataset, WriteDeadLetters, dead_letter, read_json, write_json
+from pipelines.core.dead_letters import WriteDeadLetters, dead_letter
+from pipelines.core.io import WriteDataset, read_json, write_json
 from pipelines.core.options import pipeline_options
+from pipelines.core.stats import MergeCounts
 from pipelines.ingest import jats, langid, sources
 from pipelines.ingest.sources import SourceMeta
 
@@ -117,7 +119,7 @@ def lookup_meta(
 
 
 def summarize(article: jats.Article | None, rows: list[dict], reason: str | None = None) -> dict:
-    """Per-article contribution to ingest_stats.json (merged by `merge_stats`)."""
+    """Per-article contribution to ingest_stats.json (summed by `MergeCounts`)."""
     if article is None:
         return {
             "articles_read": 1,
@@ -176,28 +178,19 @@ def choose_latest(candidates: Iterable[Candidate]) -> tuple[Candidate, list[Cand
     return ordered[0], ordered[1:]
 
 
-def merge_stats(parts: Iterable[dict]) -> dict:
-    total: dict = {
-        "articles_read": 0,
-        "articles_parsed": 0,
-        "articles_dead_lettered": 0,
-        "articles_superseded": 0,
-        "paragraphs_superseded": 0,
-        "articles_recovered": 0,
-        "articles_without_body": 0,
-        "articles_without_kept_paragraphs": 0,
-        "paragraphs_extracted": 0,
-        "paragraphs_written": 0,
-    }
-    for part in parts:
-        for key, value in part.items():
-            if isinstance(value, dict):
-                bucket = total.setdefault(key, {})
-                for k, v in value.items():
-                    bucket[k] = bucket.get(k, 0) + v
-            else:
-                total[key] = total.get(key, 0) + value
-    return total
+# The counts every ingest_stats.json has, even when nothing was read.
+ZERO_STATS = {
+    "articles_read": 0,
+    "articles_parsed": 0,
+    "articles_dead_lettered": 0,
+    "articles_superseded": 0,
+    "paragraphs_superseded": 0,
+    "articles_recovered": 0,
+    "articles_without_body": 0,
+    "articles_without_kept_paragraphs": 0,
+    "paragraphs_extracted": 0,
+    "paragraphs_written": 0,
+}
 
 
 def parse_payload(
@@ -368,7 +361,7 @@ def build_pipeline(pipeline, inputs: list[str], output: str, *, min_tokens: int 
     return (
         (read_files.stats, read_packages.stats, parsed.stats, kept.stats)
         | "AllStats" >> beam.Flatten()
-        | "MergeStats" >> beam.CombineGlobally(merge_stats)
+        | "MergeStats" >> beam.CombineGlobally(MergeCounts(ZERO_STATS))
         | "WriteStats" >> beam.Map(finish)
     )
 

@@ -16,7 +16,7 @@ def token_counter(spec: str = WHITESPACE) -> Callable[[str], int]:
         return lambda text: len(text.split())
     from transformers import AutoTokenizer
 
-    from distill.model import resolve_backbone
+    from pipelines.core.backbone import resolve_backbone
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(spec))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from pipelines.app.commands.common import allow_empty_option, quiet_option
-from pipelines.app.orchestrate import STAGES
+from pipelines.app.run_layout import STAGES
 
 
 def force_option() -> list[str]:
