@@ -30,10 +30,9 @@ from annotators.budget import (
 from annotators.cache import AnswerCache, cache_key
 from annotators.labels import STAGE, LabelResult, label_row, labels_table, paragraph_dead_letter
 from annotators.ledger import Ledger, load_price_table
-from annotators.prompts import PROMPT_VERSION, prompt_fingerprint
+from annotators.prompts import MAX_ANSWER_TOKENS, PROMPT_VERSION, prompt_fingerprint
 from annotators.sampling import STRATA_COLUMNS, sample_table
 from annotators.teachers import Outcome, Teacher, make_teacher, resolve_api_key
-from annotators.teachers.openai_chat import MAX_ANSWER_TOKENS
 from pipelines.core.dead_letters import clear_dead_letters, write_dead_letters
 from pipelines.core.io import dataset_dir, open_dataset, write_json, write_table
 

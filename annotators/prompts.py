@@ -14,6 +14,7 @@ from pathlib import Path
 from annotators.taxonomy import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, EDUCATIONAL_SCORES
 
 PROMPT_VERSION = "v1"
+MAX_ANSWER_TOKENS = 64  # the JSON answer is ~25 tokens; the cap bounds what a request can cost
 PROMPT_DIR = Path(__file__).with_name("prompts")
 
 # Fields in this order, so the label tokens come early and at predictable places (logprobs).

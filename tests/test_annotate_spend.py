@@ -10,8 +10,7 @@ from typer.testing import CliRunner
 
 from annotators.annotate import NothingLabelled, run_annotate
 from annotators.budget import SpendGuardError, row_tokens
-from annotators.prompts import PROMPT_VERSION
-from annotators.teachers.openai_chat import MAX_ANSWER_TOKENS
+from annotators.prompts import MAX_ANSWER_TOKENS, PROMPT_VERSION
 from pipelines.app.cli import app
 
 

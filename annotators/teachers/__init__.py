@@ -1,6 +1,7 @@
 """Teacher backends: `openai` (live chat completions), `batch` (Batch API), `replay` (recorded labels)."""
 
 from annotators.teachers.base import Outcome, Teacher, TeacherError, resolve_api_key
+from pipelines.core.extras import require
 
 __all__ = ["Outcome", "Teacher", "TeacherError", "resolve_api_key", "make_teacher"]
 
@@ -11,6 +12,8 @@ def make_teacher(kind: str, **kw) -> Teacher:
         from annotators.teachers.replay import ReplayTeacher
 
         return ReplayTeacher(**kw)
+    if kind in ("openai", "batch"):
+        require("teacher", f"the {kind} teacher")
     if kind == "openai":
         from annotators.teachers.openai_chat import OpenAITeacher
 

@@ -21,6 +21,7 @@ import openai
 
 from annotators.ledger import Ledger
 from annotators.prompts import (
+    MAX_ANSWER_TOKENS,
     PROMPT_VERSION,
     RESPONSE_MODES,
     build_messages,
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 PLACEHOLDER_KEY = "no-key"  # self-hosted servers (vLLM, TGI) accept any key; the client needs one
 BUDGET_DETAIL = "not sent: its worst case could exceed the budget"
-MAX_ANSWER_TOKENS = 64  # the JSON answer is ~25 tokens; the cap bounds what a request can cost
 
 
 class Transient(Exception):

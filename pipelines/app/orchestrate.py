@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.app.run_layout import STAGE_DIRS, STAGES
+from pipelines.core.extras import require
 from pipelines.core.summary import EmptyOutput
 from pipelines.ingest.jats import TEXT_RENDERING
 
@@ -187,6 +188,7 @@ def plan(cfg: RunConfig) -> list[Stage]:
         return run_annotate([paragraphs], d["annotate"], beam_args=cfg.beam_args, **s["annotate"])
 
     def train():
+        require("train", "the train stage")
         from distill.train import run_train
         from pipelines.app.extra_labels import prepare_extra_labels
 
@@ -200,6 +202,7 @@ def plan(cfg: RunConfig) -> list[Stage]:
         return run_train(sources, d["train"], paragraphs=[paragraphs], **train_cfg)
 
     def propagate():
+        require("train", "the propagate stage")
         from pipelines.propagate import run_propagate
 
         return run_propagate(
@@ -214,6 +217,7 @@ def plan(cfg: RunConfig) -> list[Stage]:
         return run_subsets([scored], recipes, d["subsets"], beam_args=cfg.beam_args, **sub)
 
     def report():
+        require("report", "the report")
         from pipelines.app.report import write_report
 
         return write_report(str(root), **s["report"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.core.extras import require
+
 # `--runner=dask` (any case, or `DaskRunner`) picks pipelines.core.dask_runner.DaskRunner.
 DASK_NAMES = {"dask", "daskrunner"}
 
@@ -11,18 +13,15 @@ DASK_NAMES = {"dask", "daskrunner"}
 def dask_args(args: list[str]) -> list[str]:
     """Short Dask flags -> the runner's own: `--runner=dask`, `--dask_address=tcp://host:8786`.
 
-    Raises ImportError with the install command when the `dask` extra is missing.
+    Raises MissingExtra (an ImportError) with the install command when the `dask` extra is missing.
     """
     out = []
     for arg in args:
         name, _, value = arg.partition("=")
         if name == "--runner" and value.lower() in DASK_NAMES:
-            try:
-                from pipelines.core.dask_runner import RUNNER  # registers the runner's option classes
-            except ModuleNotFoundError as e:
-                raise ImportError(
-                    f"--runner={value} needs Dask: pip install 'biomed-enrich[dask]' ({e})"
-                ) from e
+            require("dask", f"--runner={value}")
+            from pipelines.core.dask_runner import RUNNER  # registers the runner's option classes
+
             arg = f"--runner={RUNNER}"
         elif name == "--dask_address":
             arg = f"--dask_client_address={value}"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipelines.core.backbone import resolve_backbone
+from pipelines.core.extras import require
+
 WHITESPACE = "whitespace"
 
 
@@ -14,9 +17,8 @@ def token_counter(spec: str = WHITESPACE) -> Callable[[str], int]:
     """
     if spec == WHITESPACE:
         return lambda text: len(text.split())
+    require("train", f"tokenizer {spec!r}")
     from transformers import AutoTokenizer
-
-    from pipelines.core.backbone import resolve_backbone
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(spec))

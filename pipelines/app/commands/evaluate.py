@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from pipelines.app.commands.common import INPUTS_METAVAR
+from pipelines.core.extras import require
 
 
 def command(
@@ -32,6 +33,7 @@ def command(
 
     Use labels of articles the student did not train on, or the figures are optimistic.
     """
+    require("train", "biomed-enrich evaluate")
     from distill.evaluate import run_evaluate
     from distill.metrics import headline
 

@@ -8,6 +8,7 @@ from enum import Enum
 import typer
 
 from pipelines.app.commands.common import INPUTS_METAVAR
+from pipelines.core.extras import require
 
 
 class Strategy(str, Enum):
@@ -81,6 +82,7 @@ def command(
     Rerun the same command to resume after the last finished round; answers come from the cache.
     The labels in OUTPUT/labels/ are what `biomed-enrich train` then distils.
     """
+    require("train", "biomed-enrich loop")
     from pipelines.app.loop import run_loop_from_paths
 
     stats = run_loop_from_paths(

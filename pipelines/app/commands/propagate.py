@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from pipelines.app.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
+from pipelines.core.extras import require
 
 
 class Precision(str, Enum):
@@ -64,6 +65,7 @@ def command(
     missing = [p for p in missing if not Path(p).exists()]
     if missing:
         raise FileNotFoundError(f"no such file or directory: {', '.join(missing)}")
+    require("train", "biomed-enrich propagate")
     from pipelines.propagate import run_propagate
 
     stats = run_propagate(

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from pipelines.core.extras import require
+
 
 def command(
     run_dir: str = typer.Argument(..., metavar="RUN_DIR", help="Output root of a `run` or `demo`."),
@@ -17,6 +19,7 @@ def command(
 
     Works on partial runs: parts not produced yet show as "not available".
     """
+    require("report", "biomed-enrich report")
     from pipelines.app.report import write_report
 
     if not Path(run_dir).is_dir():

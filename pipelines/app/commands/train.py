@@ -8,6 +8,7 @@ import typer
 
 from distill.config import TrainConfig
 from pipelines.app.commands.common import INPUTS_METAVAR, quiet_option
+from pipelines.core.extras import require
 
 
 def command(
@@ -96,6 +97,7 @@ def command(
     Multi-GPU: `torchrun --nproc_per_node N $(which biomed-enrich) train ...`. An interrupted run
     resumes from OUTPUT/checkpoint/ at the next epoch.
     """
+    require("train", "biomed-enrich train")
     from distill.train import run_train
     from pipelines.app.commands.common import finish
 
