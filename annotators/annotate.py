@@ -10,6 +10,7 @@ never twice.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import time
@@ -317,3 +318,41 @@ def nothing_labelled_message(teacher: str, n: int, reasons: Counter, output: str
     elif reasons.get("budget_exhausted"):
         message += "; the budget does not cover one paragraph: raise --budget-tokens/--budget-usd"
     return message + f" (dead letters: {output}/dead_letter)"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """`python -m annotators.annotate PARAGRAPHS... --output DIR [Beam flags]`: the stage on its own.
+
+    Beam flags (e.g. `--runner=DataflowRunner`) run the labelling as a Beam pipeline.
+    """
+    parser = argparse.ArgumentParser(prog="python -m annotators.annotate", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "paragraphs", nargs="+", help="Paragraph datasets: directories, Parquet files, globs."
+    )
+    parser.add_argument("--output", "-o", required=True, help="Output root: labels/, dead_letter/, stats.")
+    parser.add_argument("--teacher", default="replay", choices=("replay", "openai", "batch"))
+    parser.add_argument("--sample", type=int, help="Paragraphs to sample (stratified).")
+    parser.add_argument("--fraction", type=float, help="Fraction of paragraphs to sample.")
+    parser.add_argument("--seed", type=int, default=0, help="Sampling seed.")
+    parser.add_argument("--model", help="Teacher model (openai, batch).")
+    parser.add_argument("--base-url", help="OpenAI-compatible server URL.")
+    parser.add_argument("--api-key-file", help="File holding the API key (else OPENAI_API_KEY).")
+    parser.add_argument("--recordings", help="Recorded labels for the replay teacher.")
+    known, beam_args = parser.parse_known_args(argv)
+    return run_annotate(
+        known.paragraphs,
+        known.output,
+        teacher=known.teacher,
+        sample=known.sample,
+        fraction=known.fraction,
+        seed=known.seed,
+        model=known.model,
+        base_url=known.base_url,
+        api_key_file=known.api_key_file,
+        recordings=known.recordings,
+        beam_args=beam_args,
+    )
+
+
+if __name__ == "__main__":
+    main()

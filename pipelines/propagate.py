@@ -9,6 +9,7 @@ The same transform runs on DirectRunner (progress bar), Dataflow GPU workers and
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from collections.abc import Iterator
@@ -226,3 +227,28 @@ def _counters(result) -> dict:
     if loads and all(n is not None for n in loads):  # how often RunInference loaded the student
         found["model_loads"] = sum(loads)
     return found
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """`python -m pipelines.propagate INPUTS... --model DIR --output DIR [Beam flags]`: the stage alone."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.propagate", description=__doc__.split("\n")[0])
+    parser.add_argument("inputs", nargs="+", help="Paragraphs: Parquet files, directories or globs.")
+    parser.add_argument("--model", "-m", required=True, help="Student model directory.")
+    parser.add_argument("--output", "-o", required=True, help="Output root: scored/, dead_letter/, stats.")
+    parser.add_argument("--batch-tokens", type=int, help="Padded tokens per forward pass.")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="Inference precision.")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N.")
+    known, beam_args = parser.parse_known_args(argv)
+    return run_propagate(
+        known.inputs,
+        known.model,
+        known.output,
+        beam_args=beam_args,
+        batch_tokens=known.batch_tokens,
+        precision=known.precision,
+        device=known.device,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ reason `superseded` naming the copy kept). Beam Metrics counters mirror the coun
 
 from __future__ import annotations
 
+import argparse
 import logging
 import posixpath
 from collections import Counter
@@ -388,3 +389,23 @@ def run_ingest(
     with beam.Pipeline(options=pipeline_options(beam_args)) as pipeline:
         build_pipeline(pipeline, list(inputs), output, min_tokens=min_tokens)
     return read_json(f"{output.rstrip('/')}/{STAGE}_stats.json")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """`python -m pipelines.ingest.pipeline INPUTS... --output DIR [Beam flags]`: the stage on its own."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.ingest.pipeline", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "inputs", nargs="+", help="Folders, globs, .xml/.nxml files, .tar.gz packages, file lists."
+    )
+    parser.add_argument(
+        "--output", "-o", required=True, help="Output root: paragraphs/, dead_letter/, stats."
+    )
+    parser.add_argument("--min-tokens", type=int, default=DEFAULT_MIN_TOKENS, help="Shortest paragraph kept.")
+    known, beam_args = parser.parse_known_args(argv)
+    return run_ingest(known.inputs, known.output, min_tokens=known.min_tokens, beam_args=beam_args)
+
+
+if __name__ == "__main__":
+    main()
