@@ -22,72 +22,86 @@ class ResponseMode(str, Enum):
     plain = "plain"
 
 
+PARAGRAPHS_ARGUMENT = typer.Argument(
+    ..., metavar=INPUTS_METAVAR, help="Paragraphs datasets (dirs, globs or Parquet files)."
+)
+OUTPUT_OPTION = typer.Option(
+    ..., "--output", "-o", help="Output root: labels/, dead_letter/, annotate_stats.json."
+)
+FRACTION_OPTION = typer.Option(
+    None, "--fraction", help="Label this fraction of paragraphs (the paper: ~0.0033)."
+)
+TEACHER_OPTION = typer.Option(
+    TeacherKind.replay,
+    "--teacher",
+    help="replay: recorded labels, offline (default); openai: live API; batch: Batch API.",
+)
+BASE_URL_OPTION = typer.Option(
+    None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://host:8000/v1 (vLLM)."
+)
+API_KEY_FILE_OPTION = typer.Option(
+    None,
+    "--api-key-file",
+    help="File holding the API key (else $BIOMED_ENRICH_API_KEY or $OPENAI_API_KEY).",
+)
+RECORDINGS_OPTION = typer.Option(
+    None, "--recordings", help="Recorded-labels Parquet for replay (default: packaged)."
+)
+RESPONSE_MODE_OPTION = typer.Option(
+    ResponseMode.json_schema,
+    "--response-mode",
+    help="Structured output; falls back automatically if unsupported.",
+)
+LOGPROBS_OPTION = typer.Option(True, "--logprobs/--no-logprobs", help="Ask for top logprobs (soft labels).")
+PRICE_TABLE_OPTION = typer.Option(
+    None, "--price-table", help="JSON/YAML {model: {input, output}} USD per 1M tokens."
+)
+CACHE_OPTION = typer.Option(
+    None, "--cache", help="Answer cache (SQLite) path; default OUTPUT/annotate_cache.sqlite."
+)
+POLL_INTERVAL_OPTION = typer.Option(30.0, "--poll-interval", help="Seconds between Batch API status polls.")
+BEAM_OPTION = typer.Option(
+    False, "--beam", help="Run as a Beam pipeline (RunInference); extra --flags go to Beam."
+)
+BUDGET_TOKENS_OPTION = typer.Option(
+    None,
+    "--budget-tokens",
+    help="Spend at most this many tokens (in + out); without --sample/--fraction it sizes the sample.",
+)
+BUDGET_USD_OPTION = typer.Option(
+    None, "--budget-usd", help="Spend at most this many USD (at the price table); sizes the sample too."
+)
+DRY_RUN_OPTION = typer.Option(
+    False, "--dry-run", help="Print the sample size and estimated tokens and cost; send nothing."
+)
+
+
 def command(
     ctx: typer.Context,
-    paragraphs: list[str] = typer.Argument(
-        ..., metavar=INPUTS_METAVAR, help="Paragraphs datasets (dirs, globs or Parquet files)."
-    ),
-    output: str = typer.Option(
-        ..., "--output", "-o", help="Output root: labels/, dead_letter/, annotate_stats.json."
-    ),
+    paragraphs: list[str] = PARAGRAPHS_ARGUMENT,
+    output: str = OUTPUT_OPTION,
     sample: int | None = typer.Option(None, "--sample", help="Label this many paragraphs (stratified)."),
-    fraction: float | None = typer.Option(
-        None, "--fraction", help="Label this fraction of paragraphs (the paper: ~0.0033)."
-    ),
+    fraction: float | None = FRACTION_OPTION,
     seed: int = typer.Option(0, "--seed", help="Sampling seed (same seed, same sample)."),
-    teacher: TeacherKind = typer.Option(
-        TeacherKind.replay,
-        "--teacher",
-        help="replay: recorded labels, offline (default); openai: live API; batch: Batch API.",
-    ),
-    base_url: str | None = typer.Option(
-        None, "--base-url", help="OpenAI-compatible endpoint, e.g. http://host:8000/v1 (vLLM)."
-    ),
+    teacher: TeacherKind = TEACHER_OPTION,
+    base_url: str | None = BASE_URL_OPTION,
     model: str | None = typer.Option(None, "--model", help="Teacher model name (openai/batch)."),
-    api_key_file: Path | None = typer.Option(
-        None,
-        "--api-key-file",
-        help="File holding the API key (else $BIOMED_ENRICH_API_KEY or $OPENAI_API_KEY).",
-    ),
-    recordings: str | None = typer.Option(
-        None, "--recordings", help="Recorded-labels Parquet for replay (default: packaged)."
-    ),
+    api_key_file: Path | None = API_KEY_FILE_OPTION,
+    recordings: str | None = RECORDINGS_OPTION,
     concurrency: int = typer.Option(16, "--concurrency", help="Requests in flight at once (openai)."),
     rpm: float | None = typer.Option(None, "--rpm", help="Client-side limit, requests per minute."),
     tpm: float | None = typer.Option(None, "--tpm", help="Client-side limit, tokens per minute."),
     timeout: float = typer.Option(60.0, "--timeout", help="Per-request timeout, seconds."),
     max_attempts: int = typer.Option(8, "--max-attempts", help="Attempts per paragraph on transient errors."),
-    response_mode: ResponseMode = typer.Option(
-        ResponseMode.json_schema,
-        "--response-mode",
-        help="Structured output; falls back automatically if unsupported.",
-    ),
-    logprobs: bool = typer.Option(
-        True, "--logprobs/--no-logprobs", help="Ask for top logprobs (soft labels)."
-    ),
-    price_table: Path | None = typer.Option(
-        None, "--price-table", help="JSON/YAML {model: {input, output}} USD per 1M tokens."
-    ),
-    cache: str | None = typer.Option(
-        None, "--cache", help="Answer cache (SQLite) path; default OUTPUT/annotate_cache.sqlite."
-    ),
-    poll_interval: float = typer.Option(
-        30.0, "--poll-interval", help="Seconds between Batch API status polls."
-    ),
-    beam: bool = typer.Option(
-        False, "--beam", help="Run as a Beam pipeline (RunInference); extra --flags go to Beam."
-    ),
-    budget_tokens: int | None = typer.Option(
-        None,
-        "--budget-tokens",
-        help="Spend at most this many tokens (in + out); without --sample/--fraction it sizes the sample.",
-    ),
-    budget_usd: float | None = typer.Option(
-        None, "--budget-usd", help="Spend at most this many USD (at the price table); sizes the sample too."
-    ),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Print the sample size and estimated tokens and cost; send nothing."
-    ),
+    response_mode: ResponseMode = RESPONSE_MODE_OPTION,
+    logprobs: bool = LOGPROBS_OPTION,
+    price_table: Path | None = PRICE_TABLE_OPTION,
+    cache: str | None = CACHE_OPTION,
+    poll_interval: float = POLL_INTERVAL_OPTION,
+    beam: bool = BEAM_OPTION,
+    budget_tokens: int | None = BUDGET_TOKENS_OPTION,
+    budget_usd: float | None = BUDGET_USD_OPTION,
+    dry_run: bool = DRY_RUN_OPTION,
     allow_empty: bool = allow_empty_option(),
     quiet: bool = quiet_option(),
 ) -> None:
@@ -102,19 +116,9 @@ def command(
     from annotators.budget import format_estimate
     from annotators.teachers import TeacherError
 
-    kw: dict = {}
-    if teacher is not TeacherKind.replay:
-        kw = dict(
-            concurrency=concurrency,
-            rpm=rpm,
-            tpm=tpm,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            response_mode=response_mode.value,
-            logprobs=logprobs,
-        )
-        if teacher is TeacherKind.batch:
-            kw["poll_interval_s"] = poll_interval
+    kw = teacher_options(
+        teacher, concurrency, rpm, tpm, timeout, max_attempts, response_mode, logprobs, poll_interval
+    )
     try:
         stats = run_annotate(
             paragraphs,
@@ -143,8 +147,40 @@ def command(
         typer.echo(format_estimate(stats["estimate"], stats["pool"]))
         return
     finish("annotate", stats, output, allow_empty)
-    led = stats["ledger"]
-    typer.echo(
+    typer.echo(ledger_line(stats["ledger"]))
+
+
+def teacher_options(
+    teacher: TeacherKind,
+    concurrency: int,
+    rpm: float | None,
+    tpm: float | None,
+    timeout: float,
+    max_attempts: int,
+    response_mode: ResponseMode,
+    logprobs: bool,
+    poll_interval: float,
+) -> dict:
+    """The backend keyword arguments of a live teacher (the replay teacher takes none)."""
+    if teacher is TeacherKind.replay:
+        return {}
+    kw = dict(
+        concurrency=concurrency,
+        rpm=rpm,
+        tpm=tpm,
+        timeout=timeout,
+        max_attempts=max_attempts,
+        response_mode=response_mode.value,
+        logprobs=logprobs,
+    )
+    if teacher is TeacherKind.batch:
+        kw["poll_interval_s"] = poll_interval
+    return kw
+
+
+def ledger_line(led: dict) -> str:
+    """The spend ledger in one line: calls, retries, cache hits, tokens, latency, cost."""
+    return (
         f"ledger: {led['calls']} calls, {led['retries']} retries, {led['cache_hits']} cache hits, "
         f"{led['input_tokens']:,} in / {led['output_tokens']:,} out tokens, "
         f"latency p50 {led['latency_s']['p50']:.3f}s p99 {led['latency_s']['p99']:.3f}s, "

