@@ -182,6 +182,82 @@ def read_sample(
     return dataset.to_table(columns=columns, filter=pc.field("id").isin(ids)).to_pylist(), pool.num_rows
 
 
+def stage_teacher(teacher: str, output: str, progress: bool, teacher_kw: dict, **build_kw: Any) -> Teacher:
+    """The stage's teacher: live ones show progress, the Batch API keeps its files under `output`."""
+    if teacher != "replay":
+        teacher_kw.setdefault("progress", progress)
+    if teacher == "batch":
+        teacher_kw.setdefault("workdir", os.path.join(output, "batch"))
+    return build_teacher(teacher, **build_kw, **teacher_kw)
+
+
+def plan_kwargs(teacher: str, model: str | None, prices: dict, teacher_kw: dict) -> dict:
+    """What `budget.estimate` needs to price a sample for this teacher before anything is sent."""
+    return dict(
+        model=model or teacher,
+        prices=prices,
+        price_factor=0.5 if teacher == "batch" else 1.0,  # BatchTeacher.price_factor
+        prompt_version=teacher_kw.get("prompt_version", PROMPT_VERSION),
+        max_tokens=teacher_kw.get("max_tokens", MAX_ANSWER_TOKENS),
+    )
+
+
+def clear_outputs(output: str) -> None:
+    """Remove a previous run's labels and dead letters (a rerun never mixes two samples)."""
+    _clear(FileSystems.join(dataset_dir(output, "labels"), "*.parquet"))
+    clear_dead_letters(output, STAGE)
+
+
+def teacher_fields(teacher: Teacher) -> dict:
+    """Which teacher and prompt labelled a run (stats fields)."""
+    return {
+        "teacher_model": teacher.model,
+        "prompt_version": teacher.prompt_version,
+        "prompt_fingerprint": prompt_fingerprint(PROMPT_VERSION),
+    }
+
+
+def outcome_fields(read: int, written: int, reasons: Counter) -> dict:
+    """read = written + dead letters, by reason (stats fields)."""
+    return {
+        "read": read,
+        "written": written,
+        "dead_lettered": sum(reasons.values()),
+        "dead_letter_reasons": dict(reasons),
+    }
+
+
+def size_sample(paragraphs, sample, fraction, seed, budget_tokens, budget_usd, plan_kw) -> int | None:
+    """The sample size: as given, or (budget only) what the budget affords at a pilot sample's cost."""
+    if sample is None and fraction is None and (budget_tokens or budget_usd):
+        pilot_rows, _ = read_sample(paragraphs, PILOT_SAMPLE, None, seed)
+        return affordable_sample(estimate(pilot_rows, **plan_kw), budget_tokens, budget_usd)
+    return sample
+
+
+def label_and_write(
+    rows: list[dict], output: str, teacher: Teacher, cache, ledger: Ledger, beam_args: list[str] | None
+) -> tuple[int, Counter]:
+    """Label `rows` (in process, or as a Beam pipeline when `beam_args` is a list), write the labels
+    and dead letters; (labels written, dead letters by reason)."""
+    if beam_args is not None:
+        from annotators.beam_annotate import run_beam_annotate
+
+        counts = run_beam_annotate(
+            rows,
+            output,
+            teacher,
+            cache_path=cache.path if cache else None,
+            beam_args=beam_args,
+            ledger=ledger,
+        )
+        return counts["labelled"], Counter(counts["dead_letter_reasons"])
+    result = label_paragraphs(rows, teacher, cache, ledger)
+    write_table(labels_table(result.labels), output, "labels")
+    write_dead_letters(result.dead_letters, output, STAGE)
+    return len(result.labels), Counter(d["reason"] for d in result.dead_letters)
+
+
 def run_annotate(
     paragraphs: list[str],
     output: str,
@@ -218,77 +294,34 @@ def run_annotate(
     if teacher in PAID_TEACHERS and not model:
         raise ValueError(f"the {teacher} teacher needs --model")
     prices = load_price_table(price_table)
-    plan_kw = dict(
-        model=model or teacher,
-        prices=prices,
-        price_factor=0.5 if teacher == "batch" else 1.0,  # BatchTeacher.price_factor
-        prompt_version=teacher_kw.get("prompt_version", PROMPT_VERSION),
-        max_tokens=teacher_kw.get("max_tokens", MAX_ANSWER_TOKENS),
-    )
-    if sample is None and fraction is None and (budget_tokens or budget_usd):
-        pilot_rows, _ = read_sample(paragraphs, PILOT_SAMPLE, None, seed)
-        sample = affordable_sample(estimate(pilot_rows, **plan_kw), budget_tokens, budget_usd)
+    plan_kw = plan_kwargs(teacher, model, prices, teacher_kw)
+    sample = size_sample(paragraphs, sample, fraction, seed, budget_tokens, budget_usd, plan_kw)
     rows, n_paragraphs = read_sample(paragraphs, sample, fraction, seed)
     plan = estimate(rows, **plan_kw)
     if dry_run:
         return {"stage": STAGE, "dry_run": True, "teacher": teacher, "pool": n_paragraphs, "estimate": plan}
-    if teacher != "replay":
-        teacher_kw.setdefault("progress", progress)
-    if teacher == "batch":
-        teacher_kw.setdefault("workdir", os.path.join(output, "batch"))
-    the_teacher = build_teacher(
-        teacher,
-        base_url=base_url,
-        model=model,
-        api_key_file=api_key_file,
-        recordings=recordings,
-        **teacher_kw,
-    )
-    ledger = Ledger(
-        model=the_teacher.model,
-        prices=prices,
-        price_factor=getattr(the_teacher, "price_factor", 1.0),
-        budget_tokens=budget_tokens,
-        budget_usd=budget_usd,
-    )
+    build_kw = {"base_url": base_url, "model": model, "api_key_file": api_key_file, "recordings": recordings}
+    the_teacher = stage_teacher(teacher, output, progress, teacher_kw, **build_kw)
+    factor = getattr(the_teacher, "price_factor", 1.0)
+    budget = {"budget_tokens": budget_tokens, "budget_usd": budget_usd}
+    ledger = Ledger(model=the_teacher.model, prices=prices, price_factor=factor, **budget)
     cache = AnswerCache(cache_path or default_cache_path(output)) if the_teacher.cacheable else None
-    _clear(FileSystems.join(dataset_dir(output, "labels"), "*.parquet"))
-    clear_dead_letters(output, STAGE)
+    clear_outputs(output)
     try:
-        if use_beam or any(a.startswith("--runner") for a in beam_args or []):
-            from annotators.beam_annotate import run_beam_annotate
-
-            counts = run_beam_annotate(
-                rows,
-                output,
-                the_teacher,
-                cache_path=cache.path if cache else None,
-                beam_args=beam_args,
-                ledger=ledger,
-            )
-            n_labelled, reasons = counts["labelled"], Counter(counts["dead_letter_reasons"])
-        else:
-            result = label_paragraphs(rows, the_teacher, cache, ledger)
-            write_table(labels_table(result.labels), output, "labels")
-            write_dead_letters(result.dead_letters, output, STAGE)
-            n_labelled, reasons = len(result.labels), Counter(d["reason"] for d in result.dead_letters)
+        beam = use_beam or any(a.startswith("--runner") for a in beam_args or [])
+        n_labelled, reasons = label_and_write(
+            rows, output, the_teacher, cache, ledger, list(beam_args or []) if beam else None
+        )
     finally:
         if cache:
             cache.close()
+    sampled = {"seed": seed, "sample": sample, "fraction": fraction, "paragraphs": n_paragraphs}
     stats = {
         "stage": STAGE,
         "teacher": teacher,
-        "teacher_model": the_teacher.model,
-        "prompt_version": the_teacher.prompt_version,
-        "prompt_fingerprint": prompt_fingerprint(PROMPT_VERSION),
-        "seed": seed,
-        "sample": sample,
-        "fraction": fraction,
-        "paragraphs": n_paragraphs,
-        "read": len(rows),
-        "written": n_labelled,
-        "dead_lettered": sum(reasons.values()),
-        "dead_letter_reasons": dict(reasons),
+        **teacher_fields(the_teacher),
+        **sampled,
+        **outcome_fields(len(rows), n_labelled, reasons),
         "estimate": plan,
         "ledger": ledger.summary(),
         "seconds": round(time.time() - began, 3),
@@ -339,19 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--api-key-file", help="File holding the API key (else OPENAI_API_KEY).")
     parser.add_argument("--recordings", help="Recorded labels for the replay teacher.")
     known, beam_args = parser.parse_known_args(argv)
-    return run_annotate(
-        known.paragraphs,
-        known.output,
-        teacher=known.teacher,
-        sample=known.sample,
-        fraction=known.fraction,
-        seed=known.seed,
-        model=known.model,
-        base_url=known.base_url,
-        api_key_file=known.api_key_file,
-        recordings=known.recordings,
-        beam_args=beam_args,
-    )
+    return run_annotate(**vars(known), beam_args=beam_args)
 
 
 if __name__ == "__main__":

@@ -206,6 +206,23 @@ def _single_threaded(fn):
     return wrapper
 
 
+def _heads_epoch(model, x, y, tokens, opt, gen, batch_size: int, losses: tuple) -> float:
+    """One shuffled pass of head training over the embeddings `x`; returns the mean train loss.
+
+    `losses` = (loss weights, class weights, score loss, Huber delta), as `multitask_loss` takes them.
+    """
+    model.train()
+    total = 0.0
+    for idx in torch.randperm(len(x), generator=gen).split(batch_size):
+        out = _heads(model, x[idx], tokens, idx)
+        loss, _ = multitask_loss(out, {k: v[idx] for k, v in y.items()}, *losses)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += float(loss.detach()) * len(idx)
+    return total / max(1, len(x))
+
+
 @_single_threaded
 def fit_heads(
     model: StudentModel,
@@ -252,19 +269,12 @@ def fit_heads(
     gen = torch.Generator().manual_seed(seed)
     history, best, best_state, bad = [], math.inf, None, 0
     for epoch in tqdm(range(epochs), desc="heads", disable=not progress):
-        model.train()
-        total = 0.0
-        for idx in torch.randperm(len(x), generator=gen).split(batch_size):
-            out = _heads(model, x[idx], tokens, idx)
-            loss, _ = multitask_loss(
-                out, {k: v[idx] for k, v in y.items()}, loss_weights, class_weights, score_loss, huber_delta
-            )
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
+        losses = (loss_weights, class_weights, score_loss, huber_delta)
+        record = {
+            "epoch": epoch,
+            "train_loss": _heads_epoch(model, x, y, tokens, opt, gen, batch_size, losses),
+        }
         sched.step()
-        record = {"epoch": epoch, "train_loss": total / max(1, len(x))}
         if valid is not None:
             model.eval()
             with torch.no_grad():
@@ -337,18 +347,9 @@ def validation_loss(model, loader, device, autocast_dtype, weights) -> float:
     return total / max(1, n)
 
 
-def train_encoder(
-    model: StudentModel,
-    tokenizer,
-    train: LabelledSet,
-    valid: LabelledSet | None,
-    cfg: TrainConfig,
-    workdir: str,
-) -> dict:
-    """Full fine-tuning loop (module docstring); checkpoints to and resumes from `<workdir>/checkpoint/`."""
+def _prepare_device(model: StudentModel, cfg: TrainConfig):
+    """(rank, world size, device, autocast dtype, the module to call: DDP-wrapped when distributed)."""
     import torch.distributed as dist
-    from torch.utils.data import DataLoader
-    from transformers import get_linear_schedule_with_warmup
 
     rank, world = _dist_info()
     if world > 1 and not dist.is_initialized():
@@ -362,8 +363,15 @@ def train_encoder(
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    return rank, world, device, amp, net
 
-    class_weights = balanced_class_weights(train, model.config) if cfg.class_balance else None
+
+def _loaders(
+    train: LabelledSet, valid: LabelledSet | None, tokenizer, cfg: TrainConfig, rank: int, world: int
+):
+    """(length-grouped train sampler, train loader, validation loader or None)."""
+    from torch.utils.data import DataLoader
+
     pad = tokenizer.pad_token_id or 0
     train_ds = TextDataset(train, tokenizer, cfg.max_seq_length, soft_targets=cfg.soft_targets)
     sampler = LengthGroupedSampler(
@@ -378,12 +386,16 @@ def train_encoder(
             batch_sampler=LengthGroupedSampler(valid_ds.lengths(), cfg.batch_size * 2, shuffle=False),
             collate_fn=lambda b: collate(b, pad),
         )
+    return sampler, loader, valid_loader
 
+
+def _optimizer(model: StudentModel, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW: the encoder at `cfg.lr`, the heads at `fine_tune_head_lr`; no decay on biases and norms."""
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = {}  # (encoder?, decayed?) -> params; the encoder at cfg.lr, the heads at fine_tune_head_lr
+    groups = {}  # (encoder?, decayed?) -> params
     for n, p in model.named_parameters():
         groups.setdefault((n.startswith("encoder."), not any(k in n for k in no_decay)), []).append(p)
-    opt = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [
             {
                 "params": params,
@@ -393,6 +405,81 @@ def train_encoder(
             for (encoder, decayed), params in groups.items()
         ]
     )
+
+
+def _resume(state_path: Path, model: StudentModel, opt, sched, device) -> tuple[int, float, int, list]:
+    """(first epoch, best criterion, epochs without gain, history) from the checkpoint, restored in place."""
+    state = torch.load(state_path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    return state["epoch"] + 1, state["best"], state["bad"], state["history"]
+
+
+def _save_state(
+    state_path: Path, model: StudentModel, opt, sched, epoch: int, best: float, bad: int, history
+):
+    """The resumable state after `epoch`, written atomically (a kill mid-write keeps the previous one)."""
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "epoch": epoch,
+        "best": best,
+        "bad": bad,
+        "history": history,
+        "rng": torch.get_rng_state(),
+    }
+    torch.save(state, state_path.with_suffix(".tmp"))
+    state_path.with_suffix(".tmp").replace(state_path)
+
+
+def _train_epoch(net, model, loader, opt, sched, cfg: TrainConfig, device, amp, class_weights, bar) -> float:
+    """One pass over `loader` with gradient accumulation and clipping; returns the mean train loss."""
+    running, seen = 0.0, 0
+    for step, batch in enumerate(bar):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        loss, _ = multitask_loss(out, batch, cfg.loss_weights, class_weights, cfg.score_loss, cfg.huber_delta)
+        (loss / cfg.grad_accum).backward()
+        if (step + 1) % cfg.grad_accum == 0 or step + 1 == len(loader):
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+        running += float(loss.detach())
+        seen += 1
+        bar.set_postfix(loss=f"{running / seen:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
+    return running / max(1, seen)
+
+
+def _broadcast_stop(stop: bool, device) -> bool:
+    """Rank 0's early-stopping decision, shared with every rank."""
+    import torch.distributed as dist
+
+    flag = torch.tensor([int(stop)], device=device)
+    dist.broadcast(flag, 0)
+    return bool(flag.item())
+
+
+def train_encoder(
+    model: StudentModel,
+    tokenizer,
+    train: LabelledSet,
+    valid: LabelledSet | None,
+    cfg: TrainConfig,
+    workdir: str,
+) -> dict:
+    """Full fine-tuning loop (module docstring); checkpoints to and resumes from `<workdir>/checkpoint/`."""
+    from transformers import get_linear_schedule_with_warmup
+
+    rank, world, device, amp, net = _prepare_device(model, cfg)
+    class_weights = balanced_class_weights(train, model.config) if cfg.class_balance else None
+    sampler, loader, valid_loader = _loaders(train, valid, tokenizer, cfg, rank, world)
+    opt = _optimizer(model, cfg)
 
     def criterion() -> float:
         """Validation criterion of the current weights (lower is better), per `cfg.head_select`."""
@@ -411,13 +498,7 @@ def train_encoder(
     state_path, best_path = ckpt_dir / "state.pt", ckpt_dir / "best.pt"
     start_epoch, best, bad, history = 0, math.inf, 0, []
     if cfg.resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, best, bad, history = state["epoch"] + 1, state["best"], state["bad"], state["history"]
-        torch.set_rng_state(state["rng"])
-
+        start_epoch, best, bad, history = _resume(state_path, model, opt, sched, device)
     if start_epoch == 0 and rank == 0 and valid_loader is not None:
         # The starting point (e.g. the probe's heads) is the first candidate: keep it unless beaten.
         best = criterion()
@@ -431,24 +512,10 @@ def train_encoder(
             break
         sampler.set_epoch(epoch)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress or rank != 0)
-        running, seen = 0.0, 0
-        for step, batch in enumerate(bar):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                out = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            loss, _ = multitask_loss(
-                out, batch, cfg.loss_weights, class_weights, cfg.score_loss, cfg.huber_delta
-            )
-            (loss / cfg.grad_accum).backward()
-            if (step + 1) % cfg.grad_accum == 0 or step + 1 == len(loader):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                opt.zero_grad()
-            running += float(loss.detach())
-            seen += 1
-            bar.set_postfix(loss=f"{running / seen:.4f}", lr=f"{sched.get_last_lr()[0]:.2e}")
-        record = {"epoch": epoch, "train_loss": running / max(1, seen)}
+        record = {
+            "epoch": epoch,
+            "train_loss": _train_epoch(net, model, loader, opt, sched, cfg, device, amp, class_weights, bar),
+        }
         if rank == 0:
             if valid_loader is not None:
                 crit = criterion()
@@ -461,23 +528,9 @@ def train_encoder(
                     bad += 1
                 stop = bad >= cfg.patience
             history.append(record)
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            state = {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "epoch": epoch,
-                "best": best,
-                "bad": bad,
-                "history": history,
-                "rng": torch.get_rng_state(),
-            }
-            torch.save(state, state_path.with_suffix(".tmp"))
-            state_path.with_suffix(".tmp").replace(state_path)
+            _save_state(state_path, model, opt, sched, epoch, best, bad, history)
         if world > 1:
-            flag = torch.tensor([int(stop)], device=device)
-            dist.broadcast(flag, 0)
-            stop = bool(flag.item())
+            stop = _broadcast_stop(stop, device)
     if best_path.exists():
         model.load_state_dict(torch.load(best_path, map_location=device, weights_only=True))
     model.eval()
@@ -546,41 +599,20 @@ def fit_probe(
     return fit, valid_raw, held_raw
 
 
-def run_train(
-    labels: list[str],
-    output: str,
-    *,
-    paragraphs: list[str] | None = None,
-    backbone: str = DEFAULT_BACKBONE,
-    **kw,
-) -> dict:
-    """Train a student on teacher labels and export it to `output` (model, tokenizer, card, agreement.json).
-
-    Options are the fields of `TrainConfig`. Returns a summary (sizes, skipped rows, metrics, timings).
-    """
-    from transformers import AutoTokenizer
-
-    from distill.calibrate import fit_temperatures
-    from distill.evaluate import evaluate_outputs
-    from distill.export import export_student
-    from distill.metrics import headline
-    from distill.predict import predict_logits
-
-    cfg = TrainConfig.from_kwargs(**kw)
-    started = time.time()
-    rank, world = _dist_info()
-    data = load_labels(labels, paragraphs)
-    if len(data) == 0:
-        raise ValueError(f"no usable labelled paragraphs in {labels}: {data.stats()}")
+def split_labels(data, cfg: TrainConfig) -> tuple[LabelledSet, LabelledSet, LabelledSet]:
+    """(train, validation, test) parts of the labelled set, split by article."""
     train_idx, valid_idx, test_idx = split_by_article(
         data.articles, valid_fraction=cfg.valid_fraction, test_fraction=cfg.test_fraction, seed=cfg.seed
     )
     if len(train_idx) == 0:
         raise ValueError("the split left no training articles; lower valid_fraction/test_fraction")
-    train, valid, test = data.subset(train_idx), data.subset(valid_idx), data.subset(test_idx)
-    held_out = test if len(test) else valid
+    return data.subset(train_idx), data.subset(valid_idx), data.subset(test_idx)
 
-    seed_everything(cfg.seed)
+
+def new_student(backbone: str, cfg: TrainConfig) -> tuple:
+    """(tokenizer, a fresh student on `backbone`) shaped by `cfg`."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
     model = StudentModel.from_backbone(
         backbone,
@@ -592,28 +624,35 @@ def run_train(
         bow_bigram_buckets=cfg.bow_bigram_buckets,
         bow_ignore_ids=sorted(set(tokenizer.all_special_ids)),
     )
-    workdir = Path(output)
-    workdir.mkdir(parents=True, exist_ok=True)
+    return tokenizer, model
 
-    t0 = time.time()
-    resuming = cfg.resume and (workdir / "checkpoint" / "state.pt").exists()
-    fit = {}
-    if cfg.freeze_encoder or (cfg.probe_first and not resuming):
-        fit, valid_raw, held_raw = fit_probe(model, tokenizer, train, valid, test, cfg)
-    if not cfg.freeze_encoder:
-        probe = None
-        if fit and held_raw is not None:  # the probe's own held-out headline: what fine-tuning added
-            probe = {k: v for k, v in fit.items() if k != "history"}
-            probe["headline"] = headline(evaluate_outputs(held_raw, held_out, model.config))
-        fit = train_encoder(model, tokenizer, train, valid if len(valid) else None, cfg, str(workdir))
-        if rank != 0:
-            return {"rank": rank}
-        fit["probe"] = probe
-        model.to("cpu")
-        valid_raw = predict_logits(model, tokenizer, valid.texts, batch_size=64) if len(valid) else None
-        held_raw = valid_raw if not len(test) else predict_logits(model, tokenizer, test.texts, batch_size=64)
-    train_seconds = time.time() - t0
+
+def fine_tune(model, tokenizer, parts, probe_fit: dict, probe_raw, cfg: TrainConfig, workdir: Path):
+    """Fine-tune the encoder (after the probe, if any); returns (fit, valid_raw, held_raw), or None
+    on ranks other than 0 (only rank 0 evaluates and exports)."""
+    from distill.evaluate import evaluate_outputs
+    from distill.metrics import headline
+    from distill.predict import predict_logits
+
+    train, valid, test = parts
+    probe = None
+    if probe_fit and probe_raw is not None:  # the probe's own held-out headline: what fine-tuning added
+        probe = {k: v for k, v in probe_fit.items() if k != "history"}
+        probe["headline"] = headline(evaluate_outputs(probe_raw, test if len(test) else valid, model.config))
+    fit = train_encoder(model, tokenizer, train, valid if len(valid) else None, cfg, str(workdir))
+    if _dist_info()[0] != 0:
+        return None
+    fit["probe"] = probe
     model.to("cpu")
+    valid_raw = predict_logits(model, tokenizer, valid.texts, batch_size=64) if len(valid) else None
+    held_raw = valid_raw if not len(test) else predict_logits(model, tokenizer, test.texts, batch_size=64)
+    return fit, valid_raw, held_raw
+
+
+def calibrate_and_evaluate(model, valid: LabelledSet, valid_raw, held_out: LabelledSet, held_raw) -> tuple:
+    """Fit the class heads' temperatures on `valid`; (metrics after, metrics before) on `held_out`."""
+    from distill.calibrate import fit_temperatures
+    from distill.evaluate import evaluate_outputs
 
     uncalibrated = dict(model.config.temperatures)
     if valid_raw is not None:
@@ -623,12 +662,25 @@ def run_train(
         )
     before = evaluate_outputs(held_raw, held_out, model.config, temperatures=uncalibrated)
     after = evaluate_outputs(held_raw, held_out, model.config)
-    summary = {
+    return after, before
+
+
+def train_summary(
+    labels, backbone, cfg: TrainConfig, data, parts, model, metrics, fit, train_seconds
+) -> dict:
+    """What `run_train` returns and exports beside the model (sizes, config, metrics, fit history)."""
+    train, valid, test = parts
+    held_out = test if len(test) else valid
+    after, before = metrics
+    mode = (
+        "frozen_encoder"
+        if cfg.freeze_encoder
+        else ("probe_then_fine_tune" if cfg.probe_first else "fine_tune")
+    )
+    return {
         "labels": list(labels),
         "backbone": backbone,
-        "mode": "frozen_encoder"
-        if cfg.freeze_encoder
-        else ("probe_then_fine_tune" if cfg.probe_first else "fine_tune"),
+        "mode": mode,
         "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
         "data": data.stats(),
         "sizes": {
@@ -652,6 +704,50 @@ def run_train(
         "history": fit.get("history", []),
         "train_seconds": train_seconds,
     }
+
+
+def run_train(
+    labels: list[str],
+    output: str,
+    *,
+    paragraphs: list[str] | None = None,
+    backbone: str = DEFAULT_BACKBONE,
+    **kw,
+) -> dict:
+    """Train a student on teacher labels and export it to `output` (model, tokenizer, card, agreement.json).
+
+    Options are the fields of `TrainConfig`. Returns a summary (sizes, skipped rows, metrics, timings).
+    """
+    from distill.export import export_student
+
+    cfg = TrainConfig.from_kwargs(**kw)
+    started = time.time()
+    data = load_labels(labels, paragraphs)
+    if len(data) == 0:
+        raise ValueError(f"no usable labelled paragraphs in {labels}: {data.stats()}")
+    parts = train, valid, test = split_labels(data, cfg)
+    held_out = test if len(test) else valid
+
+    seed_everything(cfg.seed)
+    tokenizer, model = new_student(backbone, cfg)
+    workdir = Path(output)
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    t0 = time.time()
+    resuming = cfg.resume and (workdir / "checkpoint" / "state.pt").exists()
+    fit, valid_raw, held_raw = {}, None, None
+    if cfg.freeze_encoder or (cfg.probe_first and not resuming):
+        fit, valid_raw, held_raw = fit_probe(model, tokenizer, train, valid, test, cfg)
+    if not cfg.freeze_encoder:
+        tuned = fine_tune(model, tokenizer, parts, fit, held_raw, cfg, workdir)
+        if tuned is None:
+            return {"rank": _dist_info()[0]}
+        fit, valid_raw, held_raw = tuned
+    train_seconds = time.time() - t0
+    model.to("cpu")
+
+    metrics = calibrate_and_evaluate(model, valid, valid_raw, held_out, held_raw)
+    summary = train_summary(labels, backbone, cfg, data, parts, model, metrics, fit, train_seconds)
     export_student(model, tokenizer, str(workdir), summary)
     if not cfg.keep_checkpoints:
         shutil.rmtree(workdir / "checkpoint", ignore_errors=True)

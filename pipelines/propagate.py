@@ -233,21 +233,15 @@ def main(argv: list[str] | None = None) -> dict:
     """`python -m pipelines.propagate INPUTS... --model DIR --output DIR [Beam flags]`: the stage alone."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.propagate", description=__doc__.split("\n")[0])
     parser.add_argument("inputs", nargs="+", help="Paragraphs: Parquet files, directories or globs.")
-    parser.add_argument("--model", "-m", required=True, help="Student model directory.")
+    parser.add_argument(
+        "--model", "-m", dest="model_dir", metavar="MODEL", required=True, help="Student model directory."
+    )
     parser.add_argument("--output", "-o", required=True, help="Output root: scored/, dead_letter/, stats.")
     parser.add_argument("--batch-tokens", type=int, help="Padded tokens per forward pass.")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="Inference precision.")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N.")
     known, beam_args = parser.parse_known_args(argv)
-    return run_propagate(
-        known.inputs,
-        known.model,
-        known.output,
-        beam_args=beam_args,
-        batch_tokens=known.batch_tokens,
-        precision=known.precision,
-        device=known.device,
-    )
+    return run_propagate(**vars(known), beam_args=beam_args)
 
 
 if __name__ == "__main__":

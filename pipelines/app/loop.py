@@ -408,6 +408,103 @@ def _fit_student(
     return FrozenStudent.fit(embeddings.matrix(labelled), labelled, seed=cfg.seed * 100_003 + round_)
 
 
+def build_pool(paragraphs: list[dict], eval_labels: list[dict]) -> list[dict]:
+    """The rows the teacher may be asked about: each id once, none from a held-out article or id."""
+    held_out_articles = {r["article_id"] for r in eval_labels}
+    held_out_ids = {r["id"] for r in eval_labels}
+    seen: set[str] = set()
+    pool = []
+    for row in paragraphs:
+        if row["id"] in seen or row["article_id"] in held_out_articles or row["id"] in held_out_ids:
+            continue
+        seen.add(row["id"])
+        pool.append(row)
+    if not pool:
+        raise ValueError("the pool is empty once held-out articles are removed")
+    return pool
+
+
+def resume_states(output: str, cfg: LoopConfig) -> list[dict]:
+    """The finished rounds in `output`, refused when they were run with other settings."""
+    states = read_states(output)
+    if states:
+        clash = cfg.compatible(states[0]["config"])
+        if clash:
+            raise RuntimeError(
+                f"{output} holds a loop run with other settings ({', '.join(clash)}); use a new --output"
+            )
+    return states
+
+
+def pick_uncertain(cfg, pool, candidates, k, round_, student, embeddings) -> list[int]:
+    """The `k` candidates (pool indices) the student is least sure of, diversity guards applied."""
+    cand_rows = [pool[i] for i in candidates]
+    pred = student.predict(embeddings.matrix(cand_rows), passes=cfg.mc_passes, seed=round_).pool()
+    chosen = select_uncertain(
+        pred,
+        k,
+        [r["article_id"] for r in cand_rows],
+        [r.get("section_title") for r in cand_rows],
+        measure=cfg.measure,
+        weights=cfg.weights,
+        max_per_article=cfg.max_per_article,
+        max_per_section=cfg.max_per_section,
+    )
+    return [candidates[i] for i in chosen]
+
+
+def pick_round(
+    cfg, pool, acquired, labelled, round_, student, embeddings
+) -> tuple[list[int], FrozenStudent | None]:
+    """(pool indices to label this round, the student used to pick them): the stratified seed sample
+    in round 0, then random or least-sure picks within the budget."""
+    taken = set(acquired)
+    candidates = [i for i, r in enumerate(pool) if r["id"] not in taken]
+    room = cfg.budget - len(acquired)
+    if round_ == 0:
+        k = min(cfg.seed_size, room)
+        sample = sample_indices([pool[i] for i in candidates], sample=k, seed=cfg.seed)
+        return [candidates[i] for i in sample], student
+    k = min(cfg.per_round, room, len(candidates))
+    rng = np.random.default_rng([cfg.seed, round_])
+    if cfg.strategy == "random" or not labelled:
+        return [candidates[i] for i in select_random(len(candidates), k, rng)], student
+    student = student or _fit_student(cfg, embeddings, labelled, round_ - 1)
+    return pick_uncertain(cfg, pool, candidates, k, round_, student, embeddings), student
+
+
+def label_batch(
+    labeller: Labeller, batch: list[dict], output: str, round_: int
+) -> tuple[list[dict], list[dict]]:
+    """Label one round's rows and write its labels and dead letters; (labels, dead letters)."""
+    new_labels, dead = labeller(batch) if batch else ([], [])
+    unknown = {r["id"] for r in new_labels} - {r["id"] for r in batch}
+    if unknown:
+        raise RuntimeError(f"the labeller returned ids it was not asked for: {sorted(unknown)[:5]}")
+    _write_labels(output, round_, new_labels)
+    _write_dead_letters(output, round_, dead)
+    return new_labels, dead
+
+
+def loop_stats(cfg: LoopConfig, stop, states, rounds_run, acquired, labelled, pool, eval_labels) -> dict:
+    """What `run_loop` returns and writes to loop_stats.json: the curve, the stop reason, the counts."""
+    return {
+        "strategy": cfg.strategy,
+        "config": asdict(cfg),
+        "stop_reason": stop,
+        "rounds_finished": len(states),
+        "rounds_this_run": rounds_run,
+        "labels_spent": len(acquired),
+        "labelled": len(labelled),
+        "pool_size": len(pool),
+        "held_out_articles": len({r["article_id"] for r in eval_labels}),
+        "held_out_paragraphs": len(eval_labels),
+        "curve": [
+            {"round": s["round"], "labels": s["labels_spent"], **(s["agreement"] or {})} for s in states
+        ],
+    }
+
+
 def run_loop(
     paragraphs: list[dict],
     output: str,
@@ -428,25 +525,8 @@ def run_loop(
 
     cfg = config
     eval_labels = eval_labels or []
-    held_out_articles = {r["article_id"] for r in eval_labels}
-    held_out_ids = {r["id"] for r in eval_labels}
-    seen: set[str] = set()
-    pool = []
-    for row in paragraphs:
-        if row["id"] in seen or row["article_id"] in held_out_articles or row["id"] in held_out_ids:
-            continue
-        seen.add(row["id"])
-        pool.append(row)
-    if not pool:
-        raise ValueError("the pool is empty once held-out articles are removed")
-
-    states = read_states(output)
-    if states:
-        clash = cfg.compatible(states[0]["config"])
-        if clash:
-            raise RuntimeError(
-                f"{output} holds a loop run with other settings ({', '.join(clash)}); use a new --output"
-            )
+    pool = build_pool(paragraphs, eval_labels)
+    states = resume_states(output, cfg)
     acquired = [i for s in states for i in s["acquired"]]
     labelled = _read_labels(output, len(states))
     x_eval = embeddings.matrix(eval_labels) if eval_labels else None
@@ -459,41 +539,9 @@ def run_loop(
             stop = "paused"
             break
         round_ = len(states)
-        taken = set(acquired)
-        candidates = [i for i, r in enumerate(pool) if r["id"] not in taken]
-        room = cfg.budget - len(acquired)
-        if round_ == 0:
-            k = min(cfg.seed_size, room)
-            picks = [
-                candidates[i] for i in sample_indices([pool[i] for i in candidates], sample=k, seed=cfg.seed)
-            ]
-        else:
-            k = min(cfg.per_round, room, len(candidates))
-            rng = np.random.default_rng([cfg.seed, round_])
-            if cfg.strategy == "random" or not labelled:
-                picks = [candidates[i] for i in select_random(len(candidates), k, rng)]
-            else:
-                student = student or _fit_student(cfg, embeddings, labelled, round_ - 1)
-                cand_rows = [pool[i] for i in candidates]
-                pred = student.predict(embeddings.matrix(cand_rows), passes=cfg.mc_passes, seed=round_).pool()
-                chosen = select_uncertain(
-                    pred,
-                    k,
-                    [r["article_id"] for r in cand_rows],
-                    [r.get("section_title") for r in cand_rows],
-                    measure=cfg.measure,
-                    weights=cfg.weights,
-                    max_per_article=cfg.max_per_article,
-                    max_per_section=cfg.max_per_section,
-                )
-                picks = [candidates[i] for i in chosen]
+        picks, student = pick_round(cfg, pool, acquired, labelled, round_, student, embeddings)
         batch = [pool[i] for i in picks]
-        new_labels, dead = labeller(batch) if batch else ([], [])
-        unknown = {r["id"] for r in new_labels} - {r["id"] for r in batch}
-        if unknown:
-            raise RuntimeError(f"the labeller returned ids it was not asked for: {sorted(unknown)[:5]}")
-        _write_labels(output, round_, new_labels)
-        _write_dead_letters(output, round_, dead)
+        new_labels, dead = label_batch(labeller, batch, output, round_)
         labelled.extend(new_labels)
         acquired.extend(r["id"] for r in batch)
         student, agreement_now = None, None
@@ -518,23 +566,23 @@ def run_loop(
             progress(state)
         stop = _stop_reason(cfg, states, len(pool) - len(acquired))
 
-    stats = {
-        "strategy": cfg.strategy,
-        "config": asdict(cfg),
-        "stop_reason": stop,
-        "rounds_finished": len(states),
-        "rounds_this_run": rounds_run,
-        "labels_spent": len(acquired),
-        "labelled": len(labelled),
-        "pool_size": len(pool),
-        "held_out_articles": len(held_out_articles),
-        "held_out_paragraphs": len(eval_labels),
-        "curve": [
-            {"round": s["round"], "labels": s["labels_spent"], **(s["agreement"] or {})} for s in states
-        ],
-    }
+    stats = loop_stats(cfg, stop, states, rounds_run, acquired, labelled, pool, eval_labels)
     write_json(stats, os.path.join(output, "loop_stats.json"))
     return stats
+
+
+def round_bar(strategy: str):
+    """(a progress bar in rounds, the `progress` callback that advances it with labels and agreement)."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=f"loop ({strategy})", unit="round")
+
+    def progress(state: dict) -> None:
+        bar.update(1)
+        a = state["agreement"]
+        bar.set_postfix(labels=state["labels_spent"], **({"agreement": f"{a['agreement']:.3f}"} if a else {}))
+
+    return bar, progress
 
 
 def run_loop_from_paths(
@@ -567,8 +615,6 @@ def run_loop_from_paths(
     """`biomed-enrich loop`: read the datasets, build teacher, cache and embedder, run the loop.
 
     Returns `run_loop`'s stats plus the teacher ledger's summary (calls, cache hits, cost)."""
-    from tqdm import tqdm
-
     from annotators.annotate import build_teacher, default_cache_path
     from annotators.cache import AnswerCache
     from annotators.ledger import Ledger, load_price_table
@@ -598,13 +644,7 @@ def run_loop_from_paths(
     )
     ledger = Ledger(model=teacher_.model, prices=load_price_table())
     store = EmbeddingStore(embeddings or os.path.join(output, STATE_DIR, "embeddings"), backbone, max_length)
-    bar = tqdm(desc=f"loop ({strategy})", unit="round")
-
-    def progress(state: dict) -> None:
-        bar.update(1)
-        a = state["agreement"]
-        bar.set_postfix(labels=state["labels_spent"], **({"agreement": f"{a['agreement']:.3f}"} if a else {}))
-
+    bar, progress = round_bar(strategy)
     with AnswerCache(cache or default_cache_path(output)) as answers:
         stats = run_loop(
             pool,

@@ -147,47 +147,67 @@ def _na(what: str) -> str:
     return f'<p class="na">{html.escape(what)} not available in this run.</p>'
 
 
-def _stages_section(root: Path, stats: dict[str, dict]) -> str:
+def _stage_row(root: Path, stage: str, sub: str, state: dict, st: dict) -> list:
+    """One row of the stages table: status, wall s, read, written, dead letters, rows/s, cost, GPU h."""
     from pipelines.core.manifest import read_manifest
 
+    manifest = read_manifest(str(root / sub)) or {}
+    seconds = state.get("seconds") or st.get("wall_seconds") or st.get("seconds")
+    out_rows = sum((manifest.get("rows") or {}).values()) or None
+    if stage == "ingest":
+        in_rows = _first_number(st, ("articles_read", "read"))
+    elif stage == "train":
+        sizes = (_read_json(root / sub / "agreement.json") or {}).get("sizes") or {}
+        in_rows = sum(sizes.get(k, 0) for k in ("train", "validation", "test")) or None
+        out_rows = None  # a model, not rows
+    else:
+        in_rows = _first_number(st, ("paragraphs_read", "read", "rows_read", "inputs_read"))
+    dead = _first_number(st, ("dead_lettered", "articles_dead_lettered", "dead_letters"))
+    cost = _first_number(st, ("cost_usd", "estimated_cost_usd", "cost"))
+    gpu = _first_number(st, ("estimated_gpu_hours", "gpu_hours_estimate", "gpu_hours"))
+    throughput = (out_rows or in_rows) / seconds if seconds and (out_rows or in_rows) else None
+    status = state.get("status", "done" if manifest else "not run")
+    return [stage, status, seconds, in_rows, out_rows, dead, throughput, cost, gpu]
+
+
+def _time_chart(rows: list[list]) -> str:
+    """Bars of wall seconds per stage ('' when no stage was timed)."""
+    timed = [(r[0], r[2]) for r in rows if isinstance(r[2], (int, float))]
+    if not timed:
+        return ""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 2.6))
+    ax.barh([t[0] for t in timed][::-1], [t[1] for t in timed][::-1], color="#3b6ea5")
+    ax.set_xlabel("wall seconds (this run)")
+    ax.set_title("Time per stage")
+    return png(fig)
+
+
+def _unfinished_banner(run_state: dict) -> str:
+    unfinished = [
+        f"{name} {state.get('status')}" + (f": {state.get('error')}" if state.get("error") else "")
+        for name, state in run_state.items()
+        if state.get("status") in ("failed", "interrupted", "running")
+    ]
+    if not unfinished:
+        return ""
+    return (
+        f'<p class="bad"><b>This run did not finish</b> ({html.escape("; ".join(unfinished))}): '
+        "the sections below show only what the finished stages left.</p>"
+    )
+
+
+def _stages_section(root: Path, stats: dict[str, dict]) -> str:
     run_state = (_read_json(root / "_run.json") or {}).get("stages", {})
     rows = []
     for stage, sub in [*STAGE_DIRS.items(), ("report", None)]:
+        state = run_state.get(stage, {})
         if sub is None:  # the report itself: only its status and time in this run
-            state = run_state.get(stage, {})
             status = "this page" if state.get("status") in (None, "running", "done") else state["status"]
             rows.append([stage, status, state.get("seconds"), *[None] * 6])
-            continue
-        state = run_state.get(stage, {})
-        manifest = read_manifest(str(root / sub)) or {}
-        st = stats.get(stage, {})
-        seconds = state.get("seconds") or st.get("wall_seconds") or st.get("seconds")
-        out_rows = sum((manifest.get("rows") or {}).values()) or None
-        if stage == "ingest":
-            in_rows = _first_number(st, ("articles_read", "read"))
-        elif stage == "train":
-            sizes = (_read_json(root / sub / "agreement.json") or {}).get("sizes") or {}
-            in_rows = sum(sizes.get(k, 0) for k in ("train", "validation", "test")) or None
-            out_rows = None  # a model, not rows
         else:
-            in_rows = _first_number(st, ("paragraphs_read", "read", "rows_read", "inputs_read"))
-        dead = _first_number(st, ("dead_lettered", "articles_dead_lettered", "dead_letters"))
-        cost = _first_number(st, ("cost_usd", "estimated_cost_usd", "cost"))
-        gpu = _first_number(st, ("estimated_gpu_hours", "gpu_hours_estimate", "gpu_hours"))
-        throughput = (out_rows or in_rows) / seconds if seconds and (out_rows or in_rows) else None
-        rows.append(
-            [
-                stage,
-                state.get("status", "done" if manifest else "not run"),
-                seconds,
-                in_rows,
-                out_rows,
-                dead,
-                throughput,
-                cost,
-                gpu,
-            ]
-        )
+            rows.append(_stage_row(root, stage, sub, state, stats.get(stage, {})))
     headers = [
         "stage",
         "status",
@@ -199,29 +219,9 @@ def _stages_section(root: Path, stats: dict[str, dict]) -> str:
         "cost USD",
         "GPU h (est.)",
     ]
-    chart = ""
-    timed = [(r[0], r[2]) for r in rows if isinstance(r[2], (int, float))]
-    if timed:
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6.5, 2.6))
-        ax.barh([t[0] for t in timed][::-1], [t[1] for t in timed][::-1], color="#3b6ea5")
-        ax.set_xlabel("wall seconds (this run)")
-        ax.set_title("Time per stage")
-        chart = png(fig)
-    unfinished = [
-        f"{name} {state.get('status')}" + (f": {state.get('error')}" if state.get("error") else "")
-        for name, state in run_state.items()
-        if state.get("status") in ("failed", "interrupted", "running")
-    ]
-    banner = (
-        f'<p class="bad"><b>This run did not finish</b> ({html.escape("; ".join(unfinished))}): '
-        "the sections below show only what the finished stages left.</p>"
-        if unfinished
-        else ""
-    )
+    chart = _time_chart(rows)
     return (
-        "<section><h2>Stages: throughput and cost</h2>" + banner + ""
+        "<section><h2>Stages: throughput and cost</h2>" + _unfinished_banner(run_state) + ""
         "<p>Wall time from this run's log (skipped stages keep the time of the run that built them). "
         "Read: articles for ingest, labelled paragraphs for train, paragraphs otherwise. Written: rows of "
         "the stage's datasets from its manifest (documents for subsets); rows/s: written (read for train) "

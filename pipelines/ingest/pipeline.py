@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--min-tokens", type=int, default=DEFAULT_MIN_TOKENS, help="Shortest paragraph kept.")
     known, beam_args = parser.parse_known_args(argv)
-    return run_ingest(known.inputs, known.output, min_tokens=known.min_tokens, beam_args=beam_args)
+    return run_ingest(**vars(known), beam_args=beam_args)
 
 
 if __name__ == "__main__":

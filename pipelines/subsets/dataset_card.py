@@ -38,11 +38,11 @@ def _size_category(n: int) -> str:
     return "1M<n<10M" if n < 10_000_000 else "n>10M"
 
 
-def render_card(recipe: Recipe, entry: dict) -> str:
-    """YAML header (a split per licence group, features, sizes), then sizes, licences, schema, recipe."""
+def card_header(recipe: Recipe, entry: dict) -> dict:
+    """The Hugging Face YAML header: a split per licence group, features, sizes."""
     ext = "parquet" if recipe.output_format == "parquet" else "jsonl"
     groups = sorted(entry["groups"])
-    header = {
+    return {
         "pretty_name": f"biomed-enrich {recipe.name}",
         "license": "other",
         "license_name": "per-article (see license_group and the source articles)",
@@ -63,19 +63,17 @@ def render_card(recipe: Recipe, entry: dict) -> str:
             "splits": [{"name": g, "num_examples": entry["groups"][g]["documents"]} for g in groups],
         },
     }
-    lines = ["---", yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
-    lines += [f"# {recipe.name}", "", recipe.description or "", ""]
-    lines += [
-        "Built by biomed-enrich `subsets` from paragraphs scored by its distilled "
-        "student, re-assembled into one document per article (paragraphs whole and in body order), after "
-        "the Biomed-Enriched paper (arXiv 2506.20331). Labels are model predictions, not expert judgements.",
-        "",
+
+
+def size_section(recipe: Recipe, entry: dict) -> list[str]:
+    """The size table (per licence group and total) and what the filter and upsampling did."""
+    lines = [
         "## Size",
         "",
         "| split | articles | documents | paragraphs | tokens | unique paragraphs | unique tokens |",
         "|---|---|---|---|---|---|---|",
     ]
-    for g in groups:
+    for g in sorted(entry["groups"]):
         s = entry["groups"][g]
         lines.append(
             f"| {g} | {s['articles']:,} | {s['documents']:,} | {s['paragraphs']:,} | {s['tokens']:,} "
@@ -96,13 +94,14 @@ def render_card(recipe: Recipe, entry: dict) -> str:
         + ", ".join(f"{k}x: {v:,}" for k, v in sorted(entry["factors"].items(), key=lambda kv: int(kv[0])))
         + ".",
         "",
-        "## Licence split",
-        "",
-        "Each licence group is its own split (directory), so the commercial part can be used alone:",
-        "",
     ]
-    lines += [f"- `{g}/`: {_LICENSE_NOTES.get(g, g)}." for g in groups]
-    lines += [
+    return lines
+
+
+def schema_and_recipe_sections(recipe: Recipe) -> list[str]:
+    """The document schema and the recipe that built the subset (to rebuild or vary it)."""
+    ext = "parquet" if recipe.output_format == "parquet" else "jsonl"
+    lines = [
         "",
         "## Schema",
         "",
@@ -124,4 +123,27 @@ def render_card(recipe: Recipe, entry: dict) -> str:
         "```",
         "",
     ]
+    return lines
+
+
+def render_card(recipe: Recipe, entry: dict) -> str:
+    """YAML header (a split per licence group, features, sizes), then sizes, licences, schema, recipe."""
+    header = card_header(recipe, entry)
+    lines = ["---", yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
+    lines += [f"# {recipe.name}", "", recipe.description or "", ""]
+    lines += [
+        "Built by biomed-enrich `subsets` from paragraphs scored by its distilled "
+        "student, re-assembled into one document per article (paragraphs whole and in body order), after "
+        "the Biomed-Enriched paper (arXiv 2506.20331). Labels are model predictions, not expert judgements.",
+        "",
+    ]
+    lines += size_section(recipe, entry)
+    lines += [
+        "## Licence split",
+        "",
+        "Each licence group is its own split (directory), so the commercial part can be used alone:",
+        "",
+    ]
+    lines += [f"- `{g}/`: {_LICENSE_NOTES.get(g, g)}." for g in sorted(entry["groups"])]
+    lines += schema_and_recipe_sections(recipe)
     return "\n".join(lines)

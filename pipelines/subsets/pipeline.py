@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.subsets.pipeline", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("inputs", nargs="+", help="Scored datasets: directories, Parquet files or globs.")
+    parser.add_argument("scored", nargs="+", help="Scored datasets: directories, Parquet files or globs.")
     parser.add_argument(
         "--recipe", "-r", action="append", required=True, help="Preset name, YAML file or 'paper'."
     )
@@ -249,15 +249,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, help="Override the recipes' shuffle seed.")
     parser.add_argument("--format", dest="output_format", help="Override the output format: parquet|jsonl.")
     known, beam_args = parser.parse_known_args(argv)
-    return run_subsets(
-        known.inputs,
-        known.recipe,
-        known.output,
-        tokenizer=known.tokenizer,
-        seed=known.seed,
-        output_format=known.output_format,
-        beam_args=beam_args,
-    )
+    return run_subsets(**vars(known), beam_args=beam_args)
 
 
 if __name__ == "__main__":
