@@ -57,3 +57,12 @@ def read_dead_letters(output: Path) -> list[dict]:
         for line in f.read_text().splitlines()
         if line.strip()
     ]
+
+
+def annotate_live(paragraphs: Path, output: Path, fake, *, model: str = "fake-teacher", **kw) -> dict:
+    """`run_annotate` with the openai teacher against a running fake OpenAI-compatible server."""
+    from annotators.annotate import run_annotate
+
+    return run_annotate(
+        [str(paragraphs)], str(output), teacher="openai", base_url=fake.base_url, model=model, **kw
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from annotate_helpers import paragraph_rows, read_dead_letters, write_paragraphs
+from annotate_helpers import annotate_live, paragraph_rows, read_dead_letters, write_paragraphs
 from fake_openai import FAULTS, FakeConfig, FakeOpenAI
 from typer.testing import CliRunner
 
@@ -85,16 +85,7 @@ def test_beam_openai_with_faults_labels_or_dead_letters_everything(teacher_label
     paragraphs = write_paragraphs(rows, tmp_path / "in")
     faults = {f: 0.03 for f in FAULTS if f not in ("timeout",)}
     with FakeOpenAI(FakeConfig(faults=faults, retry_after_s=0.01), str(teacher_labels)) as fake:
-        stats = run_annotate(
-            [str(paragraphs)],
-            str(tmp_path / "out"),
-            teacher="openai",
-            base_url=fake.base_url,
-            model="fake-teacher",
-            fraction=1.0,
-            use_beam=True,
-            timeout=2.0,
-        )
+        stats = annotate_live(paragraphs, tmp_path / "out", fake, fraction=1.0, use_beam=True, timeout=2.0)
         assert sum(fake.faults_sent.values()) > 0
     labels = read_table([str(tmp_path / "out" / "labels")])["id"].to_pylist()
     dead = [d["source"] for d in read_dead_letters(tmp_path / "out")]

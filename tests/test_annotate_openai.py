@@ -6,10 +6,10 @@ import logging
 
 import pyarrow.parquet as pq
 import pytest
-from annotate_helpers import paragraph_rows, read_dead_letters, write_paragraphs
+from annotate_helpers import annotate_live, paragraph_rows, read_dead_letters, write_paragraphs
 from fake_openai import FAULTS, FakeConfig, FakeOpenAI
 
-from annotators.annotate import label_paragraphs, run_annotate
+from annotators.annotate import label_paragraphs
 from annotators.cache import AnswerCache, text_sha256
 from annotators.ledger import Ledger
 from annotators.teachers import TeacherError
@@ -129,29 +129,14 @@ def test_api_key_never_appears_in_logs_errors_or_outputs(
     config = FakeConfig(faults={"server_error": 0.2, "refusal": 0.2, "out_of_taxonomy": 0.2}, api_key=KEY)
     out = tmp_path / "out"
     with FakeOpenAI(config, str(teacher_labels)) as fake:
-        stats = run_annotate(
-            [str(paragraphs)],
-            str(out),
-            teacher="openai",
-            base_url=fake.base_url,
-            model="fake-teacher",
-            fraction=1.0,
-            max_invalid=0,
-            max_attempts=2,
-            backoff_s=0.001,
+        stats = annotate_live(
+            paragraphs, out, fake, fraction=1.0, max_invalid=0, max_attempts=2, backoff_s=0.001
         )
         assert f"Bearer {KEY}" in fake.auth_headers  # the key was used...
         assert stats["written"] > 0 and stats["dead_lettered"] > 0
         monkeypatch.setenv("OPENAI_API_KEY", KEY[::-1])  # ...and a wrong one stops the run without echoing it
         with pytest.raises(TeacherError) as wrong:
-            run_annotate(
-                [str(paragraphs)],
-                str(tmp_path / "wrong"),
-                teacher="openai",
-                base_url=fake.base_url,
-                model="fake-teacher",
-                fraction=1.0,
-            )
+            annotate_live(paragraphs, tmp_path / "wrong", fake, fraction=1.0)
     captured = capsys.readouterr()
     texts = [caplog.text, captured.out, captured.err, str(wrong.value), repr(wrong.value)]
     texts += [p.read_bytes().decode("latin-1") for p in out.rglob("*") if p.is_file()]

@@ -9,10 +9,9 @@ import sys
 import textwrap
 import time
 
-from annotate_helpers import paragraph_rows, write_paragraphs
+from annotate_helpers import annotate_live, paragraph_rows, write_paragraphs
 from fake_openai import FakeConfig, FakeOpenAI
 
-from annotators.annotate import run_annotate
 from annotators.cache import AnswerCache, cache_key, text_sha256
 from annotators.prompts import PROMPT_VERSION
 from pipelines.core.io import read_table
@@ -55,14 +54,7 @@ def test_kill_9_and_restart_makes_no_repeated_calls(teacher_labels, tmp_path, mo
         # depends on the machine's load)
         assert 0 < len(cached) < len(rows)
 
-        stats = run_annotate(
-            [str(paragraphs)],
-            str(out),
-            teacher="openai",
-            base_url=fake.base_url,
-            model="fake-teacher",
-            fraction=1.0,
-        )
+        stats = annotate_live(paragraphs, out, fake, fraction=1.0)
         new_calls = {
             sha: n - killed_at.get(sha, 0) for sha, n in fake.attempts.items() if n > killed_at.get(sha, 0)
         }
@@ -72,12 +64,5 @@ def test_kill_9_and_restart_makes_no_repeated_calls(teacher_labels, tmp_path, mo
         assert sorted(read_table([str(out / "labels")])["id"].to_pylist()) == sorted(r["id"] for r in rows)
 
         before = fake.requests
-        run_annotate(
-            [str(paragraphs)],
-            str(out),
-            teacher="openai",
-            base_url=fake.base_url,
-            model="fake-teacher",
-            fraction=1.0,
-        )
+        annotate_live(paragraphs, out, fake, fraction=1.0)
         assert fake.requests == before  # a finished run costs nothing to redo

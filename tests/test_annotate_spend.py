@@ -4,7 +4,7 @@ that labels nothing fails. Against the real fake OpenAI server on 127.0.0.1 (tes
 from __future__ import annotations
 
 import pytest
-from annotate_helpers import paragraph_rows, read_dead_letters, write_paragraphs
+from annotate_helpers import annotate_live, paragraph_rows, read_dead_letters, write_paragraphs
 from fake_openai import FakeConfig, FakeOpenAI
 from typer.testing import CliRunner
 
@@ -73,11 +73,10 @@ def test_budget_stops_spending_at_the_budget(paragraphs, rows, teacher_labels, t
     budget = sum(sorted(worst)[:10])  # room for about ten paragraphs of forty
     with FakeOpenAI(FakeConfig(), str(teacher_labels)) as fake:
         # A sample larger than the budget: requests stop at the budget, the rest is dead-lettered.
-        stats = run_annotate(
-            [str(paragraphs)],
-            str(tmp_path / "capped"),
-            teacher="openai",
-            base_url=fake.base_url,
+        stats = annotate_live(
+            paragraphs,
+            tmp_path / "capped",
+            fake,
             model="gpt-4o-mini",
             sample=40,
             budget_tokens=budget,
@@ -86,14 +85,8 @@ def test_budget_stops_spending_at_the_budget(paragraphs, rows, teacher_labels, t
         )
         sent = fake.requests
         # A budget alone sizes the sample from the estimate, and it is then labelled within the budget.
-        sized = run_annotate(
-            [str(paragraphs)],
-            str(tmp_path / "sized"),
-            teacher="openai",
-            base_url=fake.base_url,
-            model="gpt-4o-mini",
-            budget_tokens=budget,
-            progress=False,
+        sized = annotate_live(
+            paragraphs, tmp_path / "sized", fake, model="gpt-4o-mini", budget_tokens=budget, progress=False
         )
     led = stats["ledger"]
     assert 0 < stats["written"] < 40 and sent == stats["written"]
