@@ -42,8 +42,10 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
 
 
 def pin(name: str) -> str:
-    """The `==` pin of a runtime dependency in pyproject.toml (no tomllib: Python 3.10 is supported)."""
-    deps = re.search(r"^dependencies = \[(.*?)^\]", (ROOT / "pyproject.toml").read_text(), re.S | re.M)
+    """The `==` pin of a runtime dependency in pyproject.toml, in the base list or an optional group such
+    as `[train]` (no tomllib: Python 3.10 is supported)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    deps = re.search(r"^dependencies = \[(.*?)^\[project\.scripts\]", text, re.S | re.M)
     m = re.search(rf'"{re.escape(name)}==([\w.]+)"', deps.group(1))
     assert m, f"{name} is not pinned with == in pyproject.toml"
     return m.group(1)
