@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from pipelines.commands.common import allow_empty_option, quiet_option
-from pipelines.orchestrate import STAGES
+from pipelines.app.commands.common import allow_empty_option, quiet_option
+from pipelines.app.orchestrate import STAGES
 
 
 def force_option() -> list[str]:
@@ -47,7 +47,7 @@ def run_with_config(
     quiet: bool = False,
     allow_empty: bool = False,
 ) -> dict:
-    from pipelines.orchestrate import StageFailed, load_config, run
+    from pipelines.app.orchestrate import StageFailed, load_config, run
 
     for name in [*(force or []), *(only or [])]:
         if name not in STAGES:

@@ -16,8 +16,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from pipelines.recipe import Recipe, load_recipes
-from pipelines.schemas import LICENSE_GROUPS, SUBSET_DOCUMENTS
+from pipelines.core.schemas import LICENSE_GROUPS, SUBSET_DOCUMENTS
+from pipelines.subsets.recipe import Recipe, load_recipes
 
 STAGE = "subsets"
 # Columns every recipe needs from the scored dataset; recipes add the ones their rules use.
@@ -63,7 +63,7 @@ def order_paragraphs(rows: Iterable[dict]) -> list[dict]:
 
 def rejected_letters(article_id: str, rows: Iterable[dict]) -> list[dict]:
     """Dead letters for the paragraphs of one article that `clean_paragraphs` leaves out."""
-    from pipelines.io import dead_letter
+    from pipelines.core.io import dead_letter
 
     return [
         dead_letter(STAGE, str(row.get("id")), reason, f"article {article_id}")
@@ -250,12 +250,12 @@ def _beam_transforms():
             self.recipe = recipe
 
         def setup(self):
-            from pipelines.tokens import token_counter
+            from pipelines.subsets.tokens import token_counter
 
             self.count_tokens = token_counter(self.recipe.tokenizer)
 
         def process(self, element):
-            from pipelines.io import dead_letter
+            from pipelines.core.io import dead_letter
 
             article_id, rows = element
             try:
@@ -319,7 +319,7 @@ def build_pipeline(
     """Read scored shards once, group by article, and fan out one branch per recipe."""
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.io import WriteDeadLetters
+    from pipelines.core.io import WriteDeadLetters
 
     beam, BuildDocuments, Summarise, WriteShard, assign_shard = _beam_transforms()
     articles = (
@@ -387,9 +387,9 @@ def run_subsets(
     import apache_beam as beam
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.dataset_card import render_card
-    from pipelines.io import parquet_files, read_json, write_json
-    from pipelines.options import pipeline_options
+    from pipelines.core.io import parquet_files, read_json, write_json
+    from pipelines.core.options import pipeline_options
+    from pipelines.subsets.dataset_card import render_card
 
     started = time.time()
     recipes = load_recipes(recipe, tokenizer=tokenizer, seed=seed, output_format=output_format)
@@ -449,7 +449,7 @@ def read_documents(output: str, name: str) -> list[dict]:
     """All documents of a written subset (both formats), in file order: for tests, reports and users."""
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.io import read_table
+    from pipelines.core.io import read_table
 
     root = FileSystems.join(output, name)
     jsonl = [

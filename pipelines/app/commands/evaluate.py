@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pipelines.commands.common import INPUTS_METAVAR
+from pipelines.app.commands.common import INPUTS_METAVAR
 
 
 def command(

@@ -1,4 +1,4 @@
-"""`biomed-enrich` command line: one sub-command per stage, each defined in `pipelines/commands/`.
+"""`biomed-enrich` command line: one sub-command per stage, each defined in `pipelines/app/commands/`.
 
 Command modules import heavy libraries (torch, beam) inside their functions so `--help` stays fast.
 Unknown `--flags` of pipeline commands are passed to Beam as pipeline options.
@@ -19,7 +19,7 @@ import traceback
 import typer
 import typer.core
 
-from pipelines.commands import (
+from pipelines.app.commands import (
     annotate,
     demo,
     evaluate,
@@ -60,7 +60,7 @@ typer.core.TyperOption.display_type_rich = _no_flag_type(typer.core.TyperOption.
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that are the user's to fix (exit 2): a path, a value, a config, a recipe."""
-    from pipelines.orchestrate import ConfigError
+    from pipelines.app.orchestrate import ConfigError
 
     return (ConfigError, FileNotFoundError, NotADirectoryError, ValueError)
 
@@ -75,9 +75,9 @@ def one_line_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from pipelines.console import Interrupted, catch_interrupts, raise_if_interrupted, session
-        from pipelines.orchestrate import StageFailed
-        from pipelines.summary import EmptyOutput
+        from pipelines.app.orchestrate import StageFailed
+        from pipelines.core.console import Interrupted, catch_interrupts, raise_if_interrupted, session
+        from pipelines.core.summary import EmptyOutput
 
         try:
             with session(quiet=bool(kwargs.get("quiet"))), catch_interrupts():
@@ -144,7 +144,7 @@ _add("report", report.command)
 
 def main() -> None:
     """The console script: after an interrupt, exit at once even if a library left threads running."""
-    from pipelines.console import interrupted
+    from pipelines.core.console import interrupted
 
     try:
         app()

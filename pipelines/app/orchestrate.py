@@ -1,15 +1,15 @@
 """`biomed-enrich run`: ingest -> sample+annotate -> train -> propagate -> subsets -> report, resumably.
 
 Each stage writes its own directory under the output root and, once it succeeded, a
-`_manifest.json` there (see `pipelines.manifest`). On a rerun a stage is skipped when its manifest
+`_manifest.json` there (see `pipelines.core.manifest`). On a rerun a stage is skipped when its manifest
 matches its config and its inputs (upstream manifests) and every recorded file is intact;
 otherwise (new config, changed inputs, corrupted or missing output, earlier failure) its directory
 is cleared and the stage runs again from its own start, with `retries` extra attempts. The report
 is cheap and always regenerated. `<root>/_run.json` and `<root>/run.log` record what happened.
 
-The whole config is checked before the first stage (`pipelines.config_check`); a stage failure that a
+The whole config is checked before the first stage (`pipelines.app.config_check`); a stage failure that a
 retry cannot fix (a wrong value, a missing file, an empty result) is not retried; SIGINT/SIGTERM stop
-the run at once (`pipelines.console.Interrupted`), leaving the finished stages' manifests for a resume.
+the run at once (`pipelines.core.console.Interrupted`), leaving the finished stages' manifests for a resume.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.jats import TEXT_RENDERING
-from pipelines.summary import EmptyOutput
+from pipelines.core.summary import EmptyOutput
+from pipelines.ingest.jats import TEXT_RENDERING
 
 STAGES = ("ingest", "annotate", "train", "propagate", "subsets", "report")
 # Where each data stage writes under the run's output root (the report reads them back from here).
@@ -152,7 +152,7 @@ def _resolve_section_paths(stages: dict[str, dict], base: Path) -> None:
 
 def check_sections(stages: dict[str, dict]) -> None:
     """Every stage section against its stage function (keys, types, recipes, paths, teacher)."""
-    from pipelines.config_check import CHECKS, SectionError
+    from pipelines.app.config_check import CHECKS, SectionError
 
     for name, check in CHECKS.items():
         try:
@@ -185,7 +185,7 @@ def plan(cfg: RunConfig) -> list[Stage]:
     extra_sample = train_cfg.pop("extra_labels_sample", None)
 
     def ingest():
-        from pipelines.ingest import run_ingest
+        from pipelines.ingest.pipeline import run_ingest
 
         return run_ingest(cfg.inputs, d["ingest"], beam_args=cfg.beam_args, **s["ingest"])
 
@@ -196,7 +196,7 @@ def plan(cfg: RunConfig) -> list[Stage]:
 
     def train():
         from distill.train import run_train
-        from pipelines.extra_labels import prepare_extra_labels
+        from pipelines.app.extra_labels import prepare_extra_labels
 
         sources = [labels]
         if extra:
@@ -215,14 +215,14 @@ def plan(cfg: RunConfig) -> list[Stage]:
         )
 
     def subsets():
-        from pipelines.subsets import run_subsets
+        from pipelines.subsets.pipeline import run_subsets
 
         sub = dict(s["subsets"])
         recipes = sub.pop("recipes", "paper")
         return run_subsets([scored], recipes, d["subsets"], beam_args=cfg.beam_args, **sub)
 
     def report():
-        from pipelines.report import write_report
+        from pipelines.app.report import write_report
 
         return write_report(str(root), **s["report"])
 
@@ -253,7 +253,7 @@ class RunLog:
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"stages": {}}
 
     def say(self, message: str, echo: bool = True) -> None:
-        from pipelines.console import write
+        from pipelines.core.console import write
 
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {message}"
         with open(self.root / "run.log", "a") as f:
@@ -296,7 +296,7 @@ def run(
     Raises StageFailed, or `console.Interrupted` on SIGINT/SIGTERM (the stage being run keeps no
     manifest, so a rerun redoes it and skips the ones before).
     """
-    from pipelines.console import catch_interrupts, reset_interrupt
+    from pipelines.core.console import catch_interrupts, reset_interrupt
 
     reset_interrupt()
     with catch_interrupts():
@@ -304,7 +304,7 @@ def run(
 
 
 def _run(cfg: RunConfig, only: list[str] | None, force: set[str], quiet: bool) -> dict:
-    from pipelines.manifest import verify
+    from pipelines.core.manifest import verify
 
     root = Path(cfg.output)
     log = RunLog(root, quiet=quiet)
@@ -341,7 +341,7 @@ def _run(cfg: RunConfig, only: list[str] | None, force: set[str], quiet: bool) -
 
 def _mark_report(root: Path, log: RunLog) -> None:
     """After a failure, a report of what is there, flagged as unfinished (never a stale one)."""
-    from pipelines.report import write_report
+    from pipelines.app.report import write_report
 
     try:
         write_report(str(root))
@@ -350,9 +350,9 @@ def _mark_report(root: Path, log: RunLog) -> None:
 
 
 def _run_stage(stage: Stage, cfg: RunConfig, log: RunLog, tag: str) -> None:
-    from pipelines.console import Interrupted, close_bars, raise_if_interrupted
-    from pipelines.manifest import write_manifest
-    from pipelines.summary import check_output, summarize
+    from pipelines.core.console import Interrupted, close_bars, raise_if_interrupted
+    from pipelines.core.manifest import write_manifest
+    from pipelines.core.summary import check_output, summarize
 
     for attempt in range(1, cfg.retries + 2):
         _clear(stage.output)  # retry from the stage's own start: no half-written shard survives

@@ -7,7 +7,7 @@ from enum import Enum
 
 import typer
 
-from pipelines.commands.common import INPUTS_METAVAR
+from pipelines.app.commands.common import INPUTS_METAVAR
 
 
 class Strategy(str, Enum):
@@ -81,7 +81,7 @@ def command(
     Rerun the same command to resume after the last finished round; answers come from the cache.
     The labels in OUTPUT/labels/ are what `biomed-enrich train` then distils.
     """
-    from annotators.loop import run_loop_from_paths
+    from pipelines.app.loop import run_loop_from_paths
 
     stats = run_loop_from_paths(
         paragraphs,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.io import read_table
-from pipelines.schemas import LABELS, conform
+from pipelines.core.io import read_table
+from pipelines.core.schemas import LABELS, conform
 
 RECORDED = "recorded"
 

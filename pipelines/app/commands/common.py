@@ -19,8 +19,8 @@ def allow_empty_option() -> bool:
 
 def finish(stage: str, stats: dict, output: str, allow_empty: bool = False) -> None:
     """Print the stage's one summary line (stderr) and fail if it wrote nothing, unless allowed."""
-    from pipelines.console import write
-    from pipelines.summary import check_output, summarize
+    from pipelines.core.console import write
+    from pipelines.core.summary import check_output, summarize
 
     summary = summarize(stage, stats, output)
     if summary is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.schemas import SCHEMA_VERSION
+from pipelines.core.schemas import SCHEMA_VERSION
 
 MANIFEST = "_manifest.json"
 _CHUNK = 1 << 20
@@ -37,7 +37,7 @@ def code_version() -> str:
     except metadata.PackageNotFoundError:
         version = "0+unknown"
     digest = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for package in ("pipelines", "annotators", "distill"):
         for path in sorted((root / package).rglob("*.py")):
             digest.update(path.relative_to(root).as_posix().encode())

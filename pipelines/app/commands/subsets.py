@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from pipelines.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
+from pipelines.app.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
 
 
 def command(
@@ -39,7 +39,7 @@ def command(
     <output>/subsets_stats.json. Unknown --flags go to Beam (e.g.
     --runner=DataflowRunner). Recipes and every knob: docs/subsets.md.
     """
-    from pipelines.subsets import run_subsets
+    from pipelines.subsets.pipeline import run_subsets
 
     stats = run_subsets(
         inputs,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-# `--runner=dask` (any case, or `DaskRunner`) picks pipelines.dask_runner.DaskRunner.
+# `--runner=dask` (any case, or `DaskRunner`) picks pipelines.core.dask_runner.DaskRunner.
 DASK_NAMES = {"dask", "daskrunner"}
 
 
@@ -18,7 +18,7 @@ def dask_args(args: list[str]) -> list[str]:
         name, _, value = arg.partition("=")
         if name == "--runner" and value.lower() in DASK_NAMES:
             try:
-                from pipelines.dask_runner import RUNNER  # registers the runner's option classes
+                from pipelines.core.dask_runner import RUNNER  # registers the runner's option classes
             except ModuleNotFoundError as e:
                 raise ImportError(
                     f"--runner={value} needs Dask: pip install 'biomed-enrich[dask]' ({e})"

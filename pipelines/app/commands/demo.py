@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from pipelines.commands.common import allow_empty_option, quiet_option
-from pipelines.commands.run import force_option, only_option
+from pipelines.app.commands.common import allow_empty_option, quiet_option
+from pipelines.app.commands.run import force_option, only_option
 
 
 def demo_config() -> Path:
     """demo/config.yaml of the source tree (a fresh clone, installed editable), else ./demo/config.yaml."""
-    for base in (Path(__file__).resolve().parents[2], Path.cwd()):
+    for base in (Path(__file__).resolve().parents[3], Path.cwd()):
         path = base / "demo" / "config.yaml"
         if path.exists():
             return path
@@ -32,7 +32,7 @@ def command(
     a few minutes on 2 CPU cores. Resumable like `run`: a second call skips
     finished stages. Open <output>/report.html afterwards.
     """
-    from pipelines.commands.run import run_with_config
+    from pipelines.app.commands.run import run_with_config
 
     run_with_config(
         str(demo_config()), output=output, force=force, only=only, quiet=quiet, allow_empty=allow_empty

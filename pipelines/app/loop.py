@@ -45,7 +45,7 @@ from annotators.active import (
 )
 from annotators.sampling import sample_indices
 from distill.model import DEFAULT_BACKBONE
-from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, LABELS
+from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, LABELS
 
 STATE_DIR = "loop"
 POOL_COLUMNS = [
@@ -140,7 +140,7 @@ def student_text(row: dict) -> str:
 
 def read_rows(paths: Sequence[str], columns: Sequence[str]) -> list[dict]:
     """Rows of a paragraphs or labels dataset (files, directories, globs) with `article_id` filled in."""
-    from pipelines.io import read_table
+    from pipelines.core.io import read_table
 
     table = read_table(list(paths))
     rows = table.select([c for c in columns if c in table.column_names]).to_pylist()
@@ -336,7 +336,7 @@ def labels_path(output: str, round_: int) -> str:
 
 def read_states(output: str) -> list[dict]:
     """Finished rounds in order (a round counts only once its state file exists)."""
-    from pipelines.io import read_json
+    from pipelines.core.io import read_json
 
     folder = Path(output) / STATE_DIR
     states = [read_json(str(p)) for p in sorted(folder.glob("round-*.json"))] if folder.exists() else []
@@ -347,7 +347,7 @@ def read_states(output: str) -> list[dict]:
 
 
 def _write_state(output: str, state: dict) -> None:
-    from pipelines.io import write_json
+    from pipelines.core.io import write_json
 
     path = state_path(output, state["round"])
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -356,7 +356,7 @@ def _write_state(output: str, state: dict) -> None:
 
 
 def _write_labels(output: str, round_: int, rows: list[dict]) -> None:
-    from pipelines.schemas import conform
+    from pipelines.core.schemas import conform
 
     path = labels_path(output, round_)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -424,7 +424,7 @@ def run_loop(
     Returns the stats also written to `<output>/loop_stats.json`: one curve point per round (labels
     spent, agreement), the stop reason, and the counts of teacher calls.
     """
-    from pipelines.io import write_json
+    from pipelines.core.io import write_json
 
     cfg = config
     eval_labels = eval_labels or []
@@ -572,7 +572,7 @@ def run_loop_from_paths(
     from annotators.annotate import build_teacher, default_cache_path
     from annotators.cache import AnswerCache
     from annotators.ledger import Ledger, load_price_table
-    from pipelines.io import write_json
+    from pipelines.core.io import write_json
 
     config = LoopConfig(
         strategy=strategy,

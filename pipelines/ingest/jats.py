@@ -11,7 +11,7 @@ What becomes a paragraph (see docs/ingest.md):
 Text rendering (version `TEXT_RENDERING`, rules and examples in docs/ingest.md): inline markup is
 flattened without added spaces (`samples<xref>34</xref>.` -> `samples34.`) except superscripts and
 subscripts, which keep numbers apart (`10<sup>4</sup>` -> `10⁴`, `T<sub>max</sub>` -> `T_{max}`, see
-`pipelines.mathml.script`); citation superscripts (only `xref`s and separators) are dropped; formulas
+`pipelines.ingest.mathml.script`); citation superscripts (only `xref`s and separators) are dropped; formulas
 become linear text (MathML rendered, TeX source as `$...$`, ` [formula] ` only when neither exists);
 `<break/>` and blocks cut out of a sentence leave a space; undeclared named entities (`&alpha;`) are
 resolved from the HTML5 table; soft hyphens and zero-width characters are removed and whitespace
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree
 
-from pipelines import mathml
+from pipelines.ingest import mathml
 
 # Bumped whenever the text of a paragraph can change for the same XML: recorded in ingest_stats.json
 # so cached teacher answers and trained models know which rendering they saw. 1: flattened text with

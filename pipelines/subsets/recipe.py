@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from pipelines.schemas import SCORED
+from pipelines.core.schemas import SCORED
 
-PRESETS_PACKAGE = "pipelines.recipes"
+PRESETS_PACKAGE = "pipelines.subsets.recipes"
 PAPER_PRESETS: tuple[str, ...] = (
     "BE-Base",
     "BE-Educational",
@@ -297,7 +297,7 @@ def _validate(recipe: Recipe) -> None:
 
 
 def preset_names() -> dict[str, str]:
-    """Preset recipe name -> its YAML file name, from the packaged `pipelines/recipes/*.yaml`."""
+    """Preset recipe name -> its YAML file name, from the packaged `pipelines/subsets/recipes/*.yaml`."""
     names = {}
     for entry in resources.files(PRESETS_PACKAGE).iterdir():
         if entry.name.endswith(".yaml"):

@@ -7,7 +7,7 @@ import json
 import typer
 
 from distill.config import TrainConfig
-from pipelines.commands.common import INPUTS_METAVAR, quiet_option
+from pipelines.app.commands.common import INPUTS_METAVAR, quiet_option
 
 
 def command(
@@ -97,7 +97,7 @@ def command(
     resumes from OUTPUT/checkpoint/ at the next epoch.
     """
     from distill.train import run_train
-    from pipelines.commands.common import finish
+    from pipelines.app.commands.common import finish
 
     sources = [*(inputs or []), *(labels or [])]
     if not sources:

@@ -41,7 +41,7 @@ from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils.counters import CounterFactory
 from apache_beam.utils.windowed_value import WindowedValue
 
-RUNNER = "pipelines.dask_runner.DaskRunner"
+RUNNER = "pipelines.core.dask_runner.DaskRunner"
 _METRICS = "__biomed_metrics__"  # the tag under which each bundle reports its metric updates
 
 

@@ -16,8 +16,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pipelines.orchestrate import STAGE_DIRS
-from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, EDUCATIONAL_SCORES
+from pipelines.app.orchestrate import STAGE_DIRS
+from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, EDUCATIONAL_SCORES
 
 # The paper's published distribution (% of paragraphs at scores 1..5 by predicted label), from
 # shared/reference/biomed-enriched-paper.md section 1 "Educational-score distribution" [TH-PLOT].
@@ -114,7 +114,7 @@ def png(fig) -> str:
 
 
 def _read_rows(path: Path, columns: list[str]) -> list[dict] | None:
-    from pipelines.io import parquet_files, read_table
+    from pipelines.core.io import parquet_files, read_table
 
     try:
         files = parquet_files([str(path)])
@@ -148,7 +148,7 @@ def _na(what: str) -> str:
 
 
 def _stages_section(root: Path, stats: dict[str, dict]) -> str:
-    from pipelines.manifest import read_manifest
+    from pipelines.core.manifest import read_manifest
 
     run_state = (_read_json(root / "_run.json") or {}).get("stages", {})
     rows = []
@@ -513,7 +513,7 @@ def identical_subsets(root: Path, subsets: dict[str, dict]) -> dict[str, str]:
     """Subset -> an earlier subset holding exactly the same documents (same article ids and texts),
     e.g. BE-French = BE-Base when the corpus has no French article to upsample. Only subsets of equal
     sizes are read and compared."""
-    from pipelines.subsets import read_documents
+    from pipelines.subsets.pipeline import read_documents
 
     def content(name: str) -> list[tuple]:
         return sorted((d.get("article_id"), d.get("text")) for d in read_documents(str(root), name))
@@ -540,7 +540,7 @@ def _subsets_section(stats: dict | None, root: Path | None = None) -> str:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from pipelines.recipe import PAPER_PRESETS
+    from pipelines.subsets.recipe import PAPER_PRESETS
 
     order = {name: i for i, name in enumerate(PAPER_PRESETS)}
     subsets = dict(sorted(stats["subsets"].items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from pipelines.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
+from pipelines.app.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
 
 
 class Precision(str, Enum):

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines import jats, langid, schemas, sources
-from pipelines.io import WriteDataset, WriteDeadLetters, dead_letter, read_json, write_json
-from pipelines.options import pipeline_options
-from pipelines.sources import SourceMeta
+from pipelines.core import schemas
+from pipelines.core.io import WriteDataset, WriteDeadLetters, dead_letter, read_json, write_json
+from pipelines.core.options import pipeline_options
+from pipelines.ingest import jats, langid, sources
+from pipelines.ingest.sources import SourceMeta
 
 STAGE = "ingest"
 DEFAULT_MIN_TOKENS = 64
@@ -61,7 +62,7 @@ def article_rows(
     min_tokens: int = DEFAULT_MIN_TOKENS,
     meta: SourceMeta | None = None,
 ) -> list[dict]:
-    """Paragraph rows (pipelines.schemas.PARAGRAPHS) of one parsed article, >= `min_tokens` words each."""
+    """Paragraph rows (`schemas.PARAGRAPHS`) of one parsed article, >= `min_tokens` words each."""
     kept = [p for p in article.paragraphs if p.n_tokens >= min_tokens]
     languages = langid.detect_paragraphs([p.text for p in kept])
     license_url, group = resolve_license(article, meta)

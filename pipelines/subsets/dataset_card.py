@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from pipelines.recipe import Recipe
-from pipelines.schemas import SCHEMA_VERSION, SUBSET_DOCUMENTS
+from pipelines.core.schemas import SCHEMA_VERSION, SUBSET_DOCUMENTS
+from pipelines.subsets.recipe import Recipe
 
 _HF_DTYPES = {"string": "string", "int32": "int32", "int64": "int64"}
 _LICENSE_NOTES = {

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from pipelines.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
+from pipelines.app.commands.common import INPUTS_METAVAR, allow_empty_option, finish, quiet_option
 
 
 def command(
@@ -33,7 +33,7 @@ def command(
     --direct_num_workers=2 --direct_running_mode=multi_processing. Unreadable or hostile articles go to
     OUTPUT/dead_letter/ingest-*.jsonl with their reason.
     """
-    from pipelines.ingest import run_ingest
+    from pipelines.ingest.pipeline import run_ingest
 
     stats = run_ingest(list(inputs), output, min_tokens=min_tokens, beam_args=list(ctx.args))
     finish("ingest", stats, output, allow_empty)

@@ -17,7 +17,7 @@ def command(
 
     Works on partial runs: parts not produced yet show as "not available".
     """
-    from pipelines.report import write_report
+    from pipelines.app.report import write_report
 
     if not Path(run_dir).is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")

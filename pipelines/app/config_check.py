@@ -108,7 +108,7 @@ def _must_exist(section: str, key: str, path: str | None) -> None:
 
 
 def check_ingest(values: dict) -> None:
-    check_keys("ingest", values, _parameters("pipelines.ingest", "run_ingest"))
+    check_keys("ingest", values, _parameters("pipelines.ingest.pipeline", "run_ingest"))
 
 
 def check_annotate(values: dict) -> None:
@@ -159,9 +159,9 @@ def check_propagate(values: dict) -> None:
 
 
 def check_subsets(values: dict) -> None:
-    from pipelines.recipe import RecipeError, load_recipes
+    from pipelines.subsets.recipe import RecipeError, load_recipes
 
-    allowed = _parameters("pipelines.subsets", "run_subsets")
+    allowed = _parameters("pipelines.subsets.pipeline", "run_subsets")
     allowed["recipes"] = str | list[str]
     check_keys("subsets", values, allowed)
     overrides = {k: values[k] for k in ("tokenizer", "seed", "output_format") if values.get(k) is not None}
@@ -172,7 +172,7 @@ def check_subsets(values: dict) -> None:
 
 
 def check_report(values: dict) -> None:
-    check_keys("report", values, _parameters("pipelines.report", "write_report"))
+    check_keys("report", values, _parameters("pipelines.app.report", "write_report"))
 
 
 CHECKS = {

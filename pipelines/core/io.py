@@ -20,7 +20,7 @@ def dataset_dir(root: str, name: str) -> str:
 
 
 class WriteDataset(beam.PTransform):
-    """Write dict rows as Parquet shards `<root>/<name>/part-*.parquet` with one of `pipelines.schemas`."""
+    """Write dict rows as Parquet shards `<root>/<name>/part-*.parquet` with one of `core.schemas`."""
 
     def __init__(self, root: str, name: str, schema: pa.Schema, num_shards: int = 0):
         super().__init__(label=f"Write {name}")
