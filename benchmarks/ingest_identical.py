@@ -20,8 +20,8 @@ import os
 import sys
 from pathlib import Path
 
-from pipelines import jats
-from pipelines.ingest import article_rows
+from pipelines.ingest import jats
+from pipelines.ingest.pipeline import article_rows
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SAMPLE = Path(os.environ.get("BIOMED_ENRICH_SHARED", REPO.parent / "shared")) / "data" / "pmc-sample"
