@@ -11,7 +11,8 @@ rendering, no language. Times are process CPU time; single process: rates are pe
 shared, so the files are timed in chunks of 32, ours and the baseline back to back on each chunk (order
 alternating), and the headline rate sums each chunk's best time over the rounds: a burst of load slows
 one chunk of one round, not a whole round of one side. Best whole rounds are reported too. `--before`
-embeds a results file of an earlier version (run the same way) for comparison. Writes benchmarks/results/ingest.json.
+embeds a results file of an earlier version (run the same way) for comparison. Writes
+benchmarks/results/ingest.json.
 """
 
 from __future__ import annotations
