@@ -48,8 +48,8 @@ _ROWS = frozenset({"math", "mrow", "mstyle", "mpadded", "menclose", "merror", "m
 # Layout elements that make an expression complex (rendered from TeX when the article has it).
 COMPLEX = ("mfrac", "msqrt", "mroot", "mtable", "munder", "munderover", "mmultiscripts")
 # Anything but tokens and plain rows: `render` walks the tree only when one of these is present.
-_LAYOUT_TAGS = tuple(
-    f"{{*}}{name}"
+_LAYOUT = frozenset(
+    name
     for name in (
         "msup",
         "msub",
@@ -202,9 +202,19 @@ class _Renderer:
         return self.row(el)
 
 
+def _has_layout(math: etree._Element) -> bool:
+    """Whether `math` holds a layout element (a Python loop: most formulas are a few tokens, and a
+    twenty-tag lxml filter costs 15 us to set up)."""
+    for el in math.iter():
+        tag = el.tag
+        if tag.__class__ is str and tag.rpartition("}")[2] in _LAYOUT:
+            return True
+    return False
+
+
 def render(math: etree._Element) -> tuple[str, bool]:
     """(linear text of a MathML `math` element, whether it held only tokens, rows and scripts)."""
-    if next(math.iter(*_LAYOUT_TAGS), None) is None:  # tokens in rows (`n`, `x1`, `log`): their text
+    if not _has_layout(math):  # tokens in rows (`n`, `x1`, `log`): their text
         text = "".join(part.strip() for part in math.itertext()).translate(_INVISIBLE)
         if not _SPACED.intersection(text):
             return " ".join(text.split()), True
