@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.core import schemas
+from pipelines.core import changes, schemas
 from pipelines.core.io import WriteDataset, WriteDeadLetters, dead_letter, read_json, write_json
 from pipelines.core.options import pipeline_options
 from pipelines.ingest import jats, langid, sources
@@ -167,7 +167,18 @@ class Candidate:
     def rank(self) -> tuple:
         """Latest first when sorted descending: version, then listed update time, then file time; the
         source name last so the choice never depends on input order."""
-        return (self.version or 0, self.last_updated or "", self.file_updated or "", self.source)
+        return changes.copy_rank(self.version, self.last_updated, self.file_updated, self.source)
+
+    def record(self, article_id: str) -> dict:
+        """This copy as a row of the `articles` dataset (what a later incremental update ranks)."""
+        return changes.article_record(
+            article_id,
+            self.rows,
+            version=self.version,
+            last_updated=self.last_updated,
+            file_updated=self.file_updated,
+            source=self.source,
+        )
 
 
 def choose_latest(candidates: Iterable[Candidate]) -> tuple[Candidate, list[Candidate]]:
@@ -304,6 +315,7 @@ class KeepLatest(beam.DoFn):
             yield beam.pvalue.TaggedOutput("stats", superseded_summary(old))
         PARAGRAPHS.inc(len(kept.rows))
         yield beam.pvalue.TaggedOutput("stats", kept.stats)
+        yield beam.pvalue.TaggedOutput("articles", kept.record(article_id))
         yield from kept.rows
 
 
@@ -344,9 +356,11 @@ def build_pipeline(pipeline, inputs: list[str], output: str, *, min_tokens: int 
     kept = (
         parsed.candidates
         | "ByArticle" >> beam.GroupByKey()
-        | "KeepLatest" >> beam.ParDo(KeepLatest()).with_outputs("superseded", "stats", main="rows")
+        | "KeepLatest"
+        >> beam.ParDo(KeepLatest()).with_outputs("superseded", "stats", "articles", main="rows")
     )
     kept.rows | WriteDataset(output, "paragraphs", schemas.PARAGRAPHS)
+    kept.articles | "WriteArticles" >> WriteDataset(output, "articles", schemas.ARTICLES)
     (
         (read_files.dead, read_packages.dead, parsed.dead, kept.superseded)
         | "AllDead" >> beam.Flatten()

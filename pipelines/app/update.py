@@ -1,0 +1,438 @@
+"""`biomed-enrich run --config X --update` / `--rescore`: bring a finished corpus up to date.
+
+State lives in the output directory (Parquet + manifests, so it works on buckets):
+`ingest/articles/` (the kept copy of each article and its rank), `ingest/paragraphs/`,
+`propagate/scored/` (scores with their `model_id`). An update ingests only the new inputs (Beam,
+like any ingest), decides per article what changes (`pipelines.core.changes.decide`: added,
+updated to a newer copy, retracted, unchanged, superseded), scores only paragraphs whose text hash
+is new (`plan_scores`; every other score is carried with its model version), then rebuilds subsets
+and the report and records the change log in the stage manifests. Annotate and train are not
+touched: nothing is sent to the teacher again and the student stays the run's own (or `model_dir`).
+`--rescore` scores every paragraph again with the given (new) student.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.core import changes
+from pipelines.core.io import parquet_files, read_json, read_table, write_json
+from pipelines.core.manifest import read_manifest, write_manifest
+from pipelines.core.schemas import ARTICLES, PARAGRAPHS, SCORE_COLUMNS, SCORED, conform
+
+WORK_DIR = "_update_work"
+SHARD_ROWS = 500_000  # rows per rewritten shard
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a run keeps its corpus state (the same directories `run --config` writes)."""
+
+    root: str
+
+    def join(self, *parts: str) -> str:
+        return FileSystems.join(self.root, *parts)
+
+    @property
+    def ingest(self) -> str:
+        return self.join("ingest")
+
+    @property
+    def propagate(self) -> str:
+        return self.join("propagate")
+
+    @property
+    def subsets(self) -> str:
+        return self.join("subsets")
+
+    @property
+    def model(self) -> str:
+        return self.join("model")
+
+    @property
+    def work(self) -> str:
+        return self.join(WORK_DIR)
+
+
+# ------------------------------------------------------------------------------------------ IO
+
+
+def _exists_dataset(path: str) -> bool:
+    try:
+        parquet_files([path])
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def read_dataset(path: str, schema: pa.Schema) -> pa.Table:
+    """A dataset conformed to `schema`; an empty table when nothing was written (e.g. no articles)."""
+    if not _exists_dataset(path):
+        return schema.empty_table()
+    return conform(read_table([path]), schema)
+
+
+def _delete(path: str) -> None:
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+
+
+def replace_dataset(table: pa.Table, root: str, name: str) -> list[str]:
+    """Write `table` as `<root>/<name>/part-*.parquet` in place of what was there (written beside first,
+    so a crash midway leaves the old dataset or a `.next` to discard, never a mix of both)."""
+    import pyarrow.parquet as pq
+
+    final, staging = FileSystems.join(root, name), FileSystems.join(root, f"{name}.next")
+    _delete(staging)
+    n = max(1, -(-table.num_rows // SHARD_ROWS))
+    staged = []
+    for i in range(n):
+        shard = f"part-{i:05d}-of-{n:05d}.parquet"
+        path = FileSystems.join(staging, shard)
+        with FileSystems.create(path) as f:
+            pq.write_table(table.slice(i * SHARD_ROWS, SHARD_ROWS), f)
+        staged.append((path, FileSystems.join(final, shard)))
+    _delete(final)
+    FileSystems.rename([s for s, _ in staged], [d for _, d in staged])
+    _delete(staging)
+    return [d for _, d in staged]
+
+
+def _sorted(table: pa.Table) -> pa.Table:
+    """Canonical row order: article, then body order (a full run and an update compare row by row)."""
+    return table.sort_by([("article_id", "ascending"), ("paragraph_index", "ascending"), ("id", "ascending")])
+
+
+def articles_from_paragraphs(paragraphs: pa.Table) -> list[dict]:
+    """Article records for an output written before `ingest/articles/` existed: no rank known, so any
+    new copy of these articles replaces them."""
+    by_article: dict[str, list[dict]] = {}
+    for row in paragraphs.select(
+        ["id", "article_id", "text", "paragraph_index", "retracted", "source"]
+    ).to_pylist():
+        by_article.setdefault(row["article_id"], []).append(row)
+    return [
+        changes.article_record(aid, rows, version=None, last_updated=None, file_updated=None, source="")
+        for aid, rows in by_article.items()
+    ]
+
+
+def listed_retractions(inputs: list[str]) -> dict[str, str | None]:
+    """PMCIDs the new file lists mark retracted -> their `LastUpdated` (ingest reads the same lists)."""
+    from pipelines.ingest import sources
+
+    out: dict[str, str | None] = {}
+    for uri in sources.filelist_inputs(inputs):
+        for key, meta in sources.parse_filelist(sources.read_bytes(uri), uri).items():
+            if meta.retracted and meta.pmcid == key:
+                out[key] = meta.last_updated
+    return out
+
+
+def _has_articles(inputs: list[str]) -> bool:
+    from pipelines.ingest import sources
+
+    return any(True for uri in inputs for _ in sources.expand_input(uri))
+
+
+def subset_digests(subsets_dir: str) -> dict[str, dict[str, str]]:
+    """Recipe -> document key (id, repeat) -> text hash, for the subsets' Parquet documents."""
+    out: dict[str, dict[str, str]] = {}
+    if not FileSystems.exists(subsets_dir):
+        return out
+    pattern = FileSystems.join(subsets_dir, "*", "**.parquet")
+    for result in FileSystems.match([pattern]):
+        for meta in result.metadata_list:
+            rel = meta.path[len(subsets_dir.rstrip("/")) + 1 :]
+            recipe = rel.split("/")[0]
+            if recipe.startswith(("_", ".")) or recipe == "dead_letter":
+                continue
+            table = read_table([meta.path], columns=["id", "repeat", "text"])
+            docs = out.setdefault(recipe, {})
+            for doc_id, repeat, text in zip(
+                table["id"].to_pylist(), table["repeat"].to_pylist(), table["text"].to_pylist(), strict=True
+            ):
+                docs[f"{doc_id}#{repeat}"] = changes.text_hash(text)
+    return out
+
+
+# --------------------------------------------------------------------------------------- update
+
+
+@dataclass
+class StageConfigs:
+    """The run config's sections the corpus stages need (as `run --config` passes them)."""
+
+    ingest: dict
+    propagate: dict
+    subsets: dict
+    report: dict
+
+
+def run_update(
+    root: str,
+    inputs: list[str],
+    *,
+    configs: StageConfigs | None = None,
+    model_dir: str | None = None,
+    rescore: bool = False,
+    beam_args: list[str] | None = None,
+    verify_hashes: bool = True,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> dict:
+    """Apply new `inputs` (and/or a new student with `rescore`) to the finished corpus under `root`.
+
+    Returns the change log written into the manifests: per stage, what was added, updated,
+    retracted, unchanged (and, for propagate, which rows were scored by which model version).
+    """
+    from pipelines.ingest.jats import TEXT_RENDERING
+
+    configs = configs or StageConfigs({}, {}, {"recipes": "paper"}, {})
+    layout = Layout(root)
+    for stage, path in (("ingest", layout.ingest), ("propagate", layout.propagate)):
+        if read_manifest(path) is None:
+            raise ValueError(
+                f"no finished {stage} stage under {root}: run `run --config` once before --update"
+            )
+    model = model_dir or layout.model
+    started = time.time()
+    _delete(layout.work)
+
+    # 1. the corpus as it is
+    old_paragraphs = read_dataset(FileSystems.join(layout.ingest, "paragraphs"), PARAGRAPHS)
+    old_articles_path = FileSystems.join(layout.ingest, "articles")
+    if _exists_dataset(old_articles_path):
+        old_records = read_dataset(old_articles_path, ARTICLES).to_pylist()
+    else:
+        old_records = articles_from_paragraphs(old_paragraphs)
+    old = {r["article_id"]: r for r in old_records}
+    old_scored = read_dataset(FileSystems.join(layout.propagate, "scored"), SCORED)
+
+    # 2. only the new inputs are read and parsed
+    delta_dir = FileSystems.join(layout.work, "ingest")
+    delta_stats: dict = {}
+    if inputs and _has_articles(inputs):
+        from pipelines.ingest.pipeline import run_ingest
+
+        say(f"update: ingesting {len(inputs)} new input(s)")
+        delta_stats = run_ingest(list(inputs), delta_dir, beam_args=beam_args, **configs.ingest)
+    delta_paragraphs = read_dataset(FileSystems.join(delta_dir, "paragraphs"), PARAGRAPHS)
+    delta = {
+        r["article_id"]: r
+        for r in read_dataset(FileSystems.join(delta_dir, "articles"), ARTICLES).to_pylist()
+    }
+    retractions = listed_retractions(list(inputs)) if inputs else {}
+
+    # 3. decide per article
+    decisions = [
+        changes.decide(aid, old.get(aid), delta.get(aid), aid in retractions)
+        for aid in sorted(set(old) | set(delta))
+    ]
+    keep_old = pa.array(sorted(d.article_id for d in decisions if d.keep == "old"), pa.string())
+    take_new = pa.array(sorted(d.article_id for d in decisions if d.keep == "new"), pa.string())
+    flag = pa.array(sorted(d.article_id for d in decisions if d.retract), pa.string())
+    kept_old = old_paragraphs.filter(pc.is_in(old_paragraphs["article_id"], value_set=keep_old))
+    if len(flag):
+        retracted = pc.or_(
+            pc.is_in(kept_old["article_id"], value_set=flag), pc.fill_null(kept_old["retracted"], False)
+        )
+        kept_old = kept_old.set_column(kept_old.schema.get_field_index("retracted"), "retracted", retracted)
+    new_paragraphs = _sorted(
+        pa.concat_tables(
+            [kept_old, delta_paragraphs.filter(pc.is_in(delta_paragraphs["article_id"], value_set=take_new))]
+        )
+    )
+    records = sorted((d.record for d in decisions if d.record is not None), key=lambda r: r["article_id"])
+    for record in records:  # a listed retraction also updates the rank the full run would see
+        if (
+            record["article_id"] in retractions
+            and retractions[record["article_id"]]
+            and record["article_id"] not in delta
+        ):
+            record["last_updated"] = retractions[record["article_id"]]
+    new_articles = pa.Table.from_pylist(records, schema=ARTICLES)
+
+    # 4. scores: carry by text hash, score the rest
+    old_scores: dict[str, dict] = {}
+    if not rescore:
+        for row in old_scored.select(["text", *SCORE_COLUMNS.names]).to_pylist():
+            old_scores.setdefault(changes.text_hash(row.pop("text")), row)
+    plan = changes.plan_scores(new_paragraphs.to_pylist(), old_scores, rescore=rescore)
+    scored_new = SCORED.empty_table()
+    if plan.to_score:
+        from pipelines.core.io import write_table
+        from pipelines.propagate import run_propagate
+
+        say(f"update: scoring {len(plan.to_score)} paragraph(s) with {model}, carrying {len(plan.carried)}")
+        to_score = FileSystems.join(layout.work, "to_score")
+        write_table(pa.Table.from_pylist(plan.to_score, schema=PARAGRAPHS), to_score, "paragraphs")
+        run_propagate(
+            [FileSystems.join(to_score, "paragraphs")],
+            model,
+            FileSystems.join(layout.work, "propagate"),
+            beam_args=beam_args,
+            **configs.propagate,
+        )
+        scored_new = read_dataset(FileSystems.join(layout.work, "propagate", "scored"), SCORED)
+    carried = pa.Table.from_pylist(plan.carried, schema=SCORED) if plan.carried else SCORED.empty_table()
+    new_scored = _sorted(pa.concat_tables([carried, scored_new.select(SCORED.names).cast(SCORED)]))
+    if new_scored.num_rows != new_paragraphs.num_rows:
+        raise RuntimeError(
+            f"update lost rows: {new_paragraphs.num_rows} paragraphs but {new_scored.num_rows} scored rows"
+        )
+
+    # 5. the change log
+    old_models = _count(old_scored["model_id"])
+    log = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "inputs": list(inputs),
+        "rescore": rescore,
+        "ingest": {
+            "articles": changes.count_kinds(decisions),
+            "paragraphs": changes.paragraph_changes(_hashes(old_paragraphs), _hashes(new_paragraphs)),
+            "articles_read": delta_stats.get("articles_read", 0),
+            "listed_retractions": len(retractions),
+        },
+        "propagate": {
+            "scored": len(plan.to_score),
+            "carried": len(plan.carried),
+            "removed": 0,
+            "model_id": _model_id(model),
+            "rows_by_model_before": old_models,
+            "rows_by_model": _count(new_scored["model_id"]),
+        },
+    }
+    log["propagate"]["removed"] = log["ingest"]["paragraphs"]["removed"]
+
+    # 6. replace the state, then rebuild subsets and the report
+    replace_dataset(new_paragraphs, layout.ingest, "paragraphs")
+    replace_dataset(new_articles, layout.ingest, "articles")
+    replace_dataset(new_scored, FileSystems.join(layout.propagate), "scored")
+    _copy_dead_letters(delta_dir, layout.ingest, log["at"])
+    _update_stats(layout, log, new_paragraphs.num_rows, new_scored)
+
+    before = subset_digests(layout.subsets)
+    sub = dict(configs.subsets)
+    recipes = sub.pop("recipes", "paper")
+    from pipelines.subsets.pipeline import run_subsets
+
+    say("update: rebuilding subsets")
+    run_subsets(
+        [FileSystems.join(layout.propagate, "scored")], recipes, layout.subsets, beam_args=beam_args, **sub
+    )
+    log["subsets"] = _subset_changes(before, subset_digests(layout.subsets))
+    log["seconds"] = round(time.time() - started, 3)
+
+    previous = read_manifest(layout.ingest) or {}
+    all_inputs = list(previous.get("all_inputs") or previous.get("inputs") or [])
+    all_inputs += [i for i in inputs if i not in all_inputs]
+    history = [*previous.get("updates", []), log]
+    ingest_config = {"inputs": all_inputs, **configs.ingest, "text_rendering": TEXT_RENDERING}
+    extra = {"changes": log, "updates": history, "all_inputs": all_inputs}
+    write_manifest(layout.ingest, "ingest", ingest_config, [], extra, hash_files=verify_hashes, run_root=root)
+    write_manifest(
+        layout.propagate,
+        "propagate",
+        configs.propagate,
+        [layout.ingest, model],
+        {"changes": log["propagate"] | {"at": log["at"]}},
+        hash_files=verify_hashes,
+        run_root=root,
+    )
+    write_manifest(
+        layout.subsets,
+        "subsets",
+        configs.subsets,
+        [layout.propagate],
+        {"changes": log["subsets"] | {"at": log["at"]}},
+        hash_files=verify_hashes,
+        run_root=root,
+    )
+    from pipelines.app.report import write_report
+
+    write_report(root, **configs.report)
+    _delete(layout.work)
+    return log
+
+
+def run_rescore(root: str, model_dir: str | None = None, **kw) -> dict:
+    """Score every paragraph again with the student at `model_dir` (default: the run's `model/`)."""
+    return run_update(root, [], model_dir=model_dir, rescore=True, **kw)
+
+
+# -------------------------------------------------------------------------------------- helpers
+
+
+def _count(column: pa.ChunkedArray) -> dict[str, int]:
+    counts = pc.value_counts(column).to_pylist()
+    return {str(c["values"]): c["counts"] for c in sorted(counts, key=lambda c: str(c["values"]))}
+
+
+def _hashes(paragraphs: pa.Table) -> dict[str, str]:
+    return {
+        pid: changes.text_hash(text)
+        for pid, text in zip(paragraphs["id"].to_pylist(), paragraphs["text"].to_pylist(), strict=True)
+    }
+
+
+def _model_id(model: str) -> str | None:
+    from distill.inference import model_id
+
+    try:
+        return model_id(model)
+    except OSError:
+        return None
+
+
+def _subset_changes(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> dict:
+    out = {}
+    for recipe in sorted(set(before) | set(after)):
+        counts = changes.paragraph_changes(before.get(recipe, {}), after.get(recipe, {}))
+        out[recipe] = {**counts, "documents": len(after.get(recipe, {}))}
+    return out
+
+
+def _copy_dead_letters(delta_dir: str, ingest_dir: str, at: str) -> None:
+    """Keep the update's ingest dead letters beside the corpus's (named by the update's time)."""
+    pattern = FileSystems.join(delta_dir, "dead_letter", "*.jsonl")
+    stamp = at.replace(":", "").replace("-", "")
+    for result in FileSystems.match([pattern]):
+        for meta in result.metadata_list:
+            name = meta.path.rsplit("/", 1)[-1]
+            FileSystems.copy(
+                [meta.path], [FileSystems.join(ingest_dir, "dead_letter", f"update-{stamp}-{name}")]
+            )
+
+
+def _update_stats(layout: Layout, log: dict, paragraphs: int, scored: pa.Table) -> None:
+    """`*_stats.json` describe the corpus after the update (the report reads them), plus the last update."""
+    for stage_dir, name, fields in (
+        (layout.ingest, "ingest", {"paragraphs_written": paragraphs}),
+        (
+            layout.propagate,
+            "propagate",
+            {"read": scored.num_rows, "written": scored.num_rows, "dead_lettered": 0},
+        ),
+    ):
+        path = FileSystems.join(stage_dir, f"{name}_stats.json")
+        stats = read_json(path) if FileSystems.exists(path) else {"stage": name}
+        stats.update(fields)
+        stats["last_update"] = {"at": log["at"], name: log[name]}
+        if name == "propagate":
+            stats["rows_by_model"] = log["propagate"]["rows_by_model"]
+        write_json(stats, path)
+
+
+def model_versions(root: str | Path) -> dict[str, int]:
+    """Rows of the scored corpus per `model_id` (the report's "which rows came from which model")."""
+    scored = FileSystems.join(str(root), "propagate", "scored")
+    if not _exists_dataset(scored):
+        return {}
+    return _count(read_table([scored], columns=["model_id"])["model_id"])
