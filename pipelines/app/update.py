@@ -100,6 +100,8 @@ def replace_dataset(table: pa.Table, root: str, name: str) -> list[str]:
             pq.write_table(table.slice(i * SHARD_ROWS, SHARD_ROWS), f)
         staged.append((path, FileSystems.join(final, shard)))
     _delete(final)
+    if "://" not in final:
+        FileSystems.mkdirs(final)
     FileSystems.rename([s for s, _ in staged], [d for _, d in staged])
     _delete(staging)
     return [d for _, d in staged]
@@ -436,3 +438,101 @@ def model_versions(root: str | Path) -> dict[str, int]:
     if not _exists_dataset(scored):
         return {}
     return _count(read_table([scored], columns=["model_id"])["model_id"])
+
+
+def build_corpus(
+    root: str,
+    inputs: list[str],
+    model_dir: str,
+    *,
+    configs: StageConfigs | None = None,
+    beam_args: list[str] | None = None,
+    verify_hashes: bool = True,
+) -> None:
+    """The corpus stages of `run --config` (ingest, propagate, subsets, report) with a given student
+    and their manifests: a baseline for `--update` without annotate/train, and the full run an
+    update is compared with."""
+    from pipelines.ingest.jats import TEXT_RENDERING
+    from pipelines.ingest.pipeline import run_ingest
+    from pipelines.propagate import run_propagate
+    from pipelines.subsets.pipeline import run_subsets
+
+    configs = configs or StageConfigs({}, {}, {"recipes": "paper"}, {})
+    layout = Layout(root)
+    run_ingest(list(inputs), layout.ingest, beam_args=beam_args, **configs.ingest)
+    ingest_config = {"inputs": list(inputs), **configs.ingest, "text_rendering": TEXT_RENDERING}
+    write_manifest(
+        layout.ingest, "ingest", ingest_config, list(inputs), hash_files=verify_hashes, run_root=root
+    )
+    paragraphs = FileSystems.join(layout.ingest, "paragraphs")
+    run_propagate([paragraphs], model_dir, layout.propagate, beam_args=beam_args, **configs.propagate)
+    write_manifest(
+        layout.propagate,
+        "propagate",
+        configs.propagate,
+        [layout.ingest, model_dir],
+        hash_files=verify_hashes,
+        run_root=root,
+    )
+    sub = dict(configs.subsets)
+    recipes = sub.pop("recipes", "paper")
+    run_subsets(
+        [FileSystems.join(layout.propagate, "scored")], recipes, layout.subsets, beam_args=beam_args, **sub
+    )
+    write_manifest(
+        layout.subsets,
+        "subsets",
+        configs.subsets,
+        [layout.propagate],
+        hash_files=verify_hashes,
+        run_root=root,
+    )
+    from pipelines.app.report import write_report
+
+    write_report(root, **configs.report)
+
+
+def update_with_config(
+    config: str,
+    *,
+    output: str | None = None,
+    inputs: list[str] | None = None,
+    model: str | None = None,
+    update: bool = True,
+    rescore: bool = False,
+    quiet: bool = False,
+) -> dict:
+    """`run --config X --update [--input NEW]... [--model DIR] [--rescore]`: `run_update` with the
+    config's stage sections, its progress lines in `<root>/run.log` and the outcome in `_run.json`."""
+    from pipelines.app.orchestrate import ConfigError, RunLog, load_config, resolve_path
+
+    cfg = load_config(config, output=output)
+    # --update takes --input or else the config's inputs; --rescore alone applies none
+    new_inputs = [resolve_path(i, Path.cwd()) for i in inputs] if inputs else (cfg.inputs if update else [])
+    root = Path(cfg.output)
+    if read_manifest(str(root / "ingest")) is None:
+        raise ConfigError(f"{root} holds no finished run: run `run --config {config}` first, then --update")
+    log = RunLog(root, quiet=quiet)
+    what = "rescore" if rescore and not new_inputs else "update"
+    log.say(f"{what}: {len(new_inputs)} new input(s) on {root}")
+    log.record(what, status="running", started_at=time.time())
+    changes_log = run_update(
+        str(root),
+        new_inputs,
+        configs=StageConfigs(
+            cfg.stages["ingest"], cfg.stages["propagate"], cfg.stages["subsets"], cfg.stages["report"]
+        ),
+        model_dir=resolve_path(model, Path.cwd()) if model else None,
+        rescore=rescore,
+        beam_args=cfg.beam_args,
+        verify_hashes=cfg.verify_hashes,
+        say=log.say,
+    )
+    arts, prop = changes_log["ingest"]["articles"], changes_log["propagate"]
+    log.say(
+        f"{what}: done in {changes_log['seconds']:.1f}s: articles "
+        + ", ".join(f"{k} {v}" for k, v in arts.items())
+        + f"; paragraphs scored {prop['scored']}, carried {prop['carried']}, removed {prop['removed']}"
+    )
+    log.record(what, status="done", finished_at=time.time(), changes=changes_log)
+    return changes_log

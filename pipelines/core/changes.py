@@ -52,7 +52,7 @@ def article_record(
     digest = hashlib.sha256()
     for row in ordered:
         digest.update(f"{row['id']}\t{text_hash(row['text'])}\n".encode())
-    flagged = any(bool(r.get("retracted")) for r in rows) if rows else bool(retracted)
+    flagged = bool(retracted) or any(bool(r.get("retracted")) for r in rows)
     return {
         "article_id": article_id,
         "version": version,

@@ -163,6 +163,7 @@ class Candidate:
     version: int | None = None  # PMC article version (`PMC123.2`)
     last_updated: str | None = None  # file list `LastUpdated` / cloud JSON
     file_updated: str | None = None  # file or package-member modification time
+    retracted: bool = False  # the article or its file list / cloud JSON says so (even without rows)
 
     def rank(self) -> tuple:
         """Latest first when sorted descending: version, then listed update time, then file time; the
@@ -178,6 +179,7 @@ class Candidate:
             last_updated=self.last_updated,
             file_updated=self.file_updated,
             source=self.source,
+            retracted=self.retracted,
         )
 
 
@@ -231,6 +233,7 @@ def parse_payload(
         version=article.version,
         last_updated=side.last_updated if side else None,
         file_updated=file_updated,
+        retracted=article.retracted or bool(side and side.retracted),
     )
     return article.article_id, candidate
 
