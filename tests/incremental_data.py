@@ -6,6 +6,7 @@ Used by tests/test_incremental.py and benchmarks/incremental.py.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -17,11 +18,14 @@ FILELIST_HEADER = (
 _BODY_P = re.compile(rb"<body[^>]*>.*?<p(?:\s[^>]*)?>", re.S)
 
 
-def usable_articles(sample: Path, n: int, skip: int = 0) -> list[Path]:
+def usable_articles(sample: Path, n: int, skip: int = 0, small_first: bool = True) -> list[Path]:
     """`n` sample articles named `PMC<digits>.xml` whose body has a `<p>` (editable into a new version),
-    small ones first (12-40 kB: a few paragraphs each, so scoring them stays quick on 2 cores)."""
+    small ones first (12-40 kB: a few paragraphs each, so scoring them stays quick on 2 cores) unless
+    `small_first` is off (then in name order: the sample's own mix of sizes)."""
     out = []
-    paths = sorted(sample.glob("PMC*.xml"), key=lambda p: (not 12_000 <= p.stat().st_size <= 40_000, p.name))
+    paths = sorted(sample.glob("PMC*.xml"))
+    if small_first:
+        paths.sort(key=lambda p: not 12_000 <= p.stat().st_size <= 40_000)
     for path in paths:
         if not re.fullmatch(r"PMC\d+\.xml", path.name):
             continue
@@ -70,12 +74,13 @@ def make_deliveries(
     versions_per_update: list[int],
     retractions: int = 1,
     late_copy: bool = True,
+    small_first: bool = True,
 ) -> Deliveries:
     """Copy real articles into `root/base`, `root/u1`, ...: each update brings new articles, new
     versions (`PMC<id>.<v>.xml`, one paragraph edited) of articles already delivered, and the first
     update a file list retracting `retractions` baseline articles; the last update also re-delivers
     an older version of an article updated before it (it must lose: `late_copy`)."""
-    articles = usable_articles(sample, baseline + sum(new_per_update))
+    articles = usable_articles(sample, baseline + sum(new_per_update), small_first=small_first)
     base = root / "base"
     base.mkdir(parents=True)
     for path in articles[:baseline]:
@@ -110,4 +115,58 @@ def make_deliveries(
             shutil.copyfile(original[pmcid], folder / f"{pmcid}.1.xml")
             out.late_copies.append(pmcid)
         out.updates.append(inputs)
+    return out
+
+
+# float32 inference batches paragraphs by length: the same text scored in another batch can differ in
+# the 7th significant digit (padding changes the summation order), never more.
+FLOAT_TOLERANCE = 1e-5
+SCORE_FLOATS = ("educational_score", "document_type_scores", "domain_scores")
+
+
+def canonical(root: Path, dataset: str, schema) -> list[dict]:
+    """A dataset under a run root as rows in canonical order (article, body order, id)."""
+    from pipelines.app.update import read_dataset
+
+    table = read_dataset(str(root / dataset), schema)
+    keys = [("article_id", "ascending")]
+    if "paragraph_index" in schema.names:
+        keys += [("paragraph_index", "ascending"), ("id", "ascending")]
+    return table.sort_by(keys).to_pylist()
+
+
+def same_row(a: dict, b: dict) -> bool:
+    """Equal rows; score floats within FLOAT_TOLERANCE (labels and everything else exactly)."""
+    if a.keys() != b.keys():
+        return False
+    for key in a:
+        if key in SCORE_FLOATS and a[key] is not None and b[key] is not None:
+            x, y = (a[key], b[key]) if isinstance(a[key], list) else ([a[key]], [b[key]])
+            if len(x) != len(y):
+                return False
+            if not all(math.isclose(p, q, abs_tol=FLOAT_TOLERANCE) for p, q in zip(x, y, strict=True)):
+                return False
+        elif a[key] != b[key]:
+            return False
+    return True
+
+
+def compare_corpora(a: Path, b: Path) -> dict:
+    """Row-by-row comparison of two run roots: rows per dataset and how many differ (or are missing)."""
+    from pipelines.app.update import subset_digests
+    from pipelines.core.schemas import ARTICLES, PARAGRAPHS, SCORED
+
+    out = {}
+    for dataset, schema in (
+        ("ingest/paragraphs", PARAGRAPHS),
+        ("ingest/articles", ARTICLES),
+        ("propagate/scored", SCORED),
+    ):
+        x, y = canonical(a, dataset, schema), canonical(b, dataset, schema)
+        differing = sum(1 for p, q in zip(x, y, strict=False) if not same_row(p, q)) + abs(len(x) - len(y))
+        out[dataset] = {"rows": len(x), "rows_full": len(y), "differing": differing}
+    da, db = subset_digests(str(a / "subsets")), subset_digests(str(b / "subsets"))
+    docs = sum(len(v) for v in da.values())
+    differing = sum(len(set(da.get(r, {}).items()) ^ set(db.get(r, {}).items())) for r in set(da) | set(db))
+    out["subsets"] = {"rows": docs, "rows_full": sum(len(v) for v in db.values()), "differing": differing}
     return out
