@@ -26,11 +26,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "tests"))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT.parent))
 
-from cpu import cpu_info  # noqa: E402
 from incremental_data import compare_corpora, make_deliveries  # noqa: E402
 
+from benchmarks.cpu import cpu_info  # noqa: E402
 from pipelines.app.update import build_corpus, run_update  # noqa: E402
 from pipelines.core.io import write_json  # noqa: E402
 

@@ -126,15 +126,15 @@ def articles_from_paragraphs(paragraphs: pa.Table) -> list[dict]:
     ]
 
 
-def listed_retractions(inputs: list[str]) -> dict[str, str | None]:
-    """PMCIDs the new file lists mark retracted -> their `LastUpdated` (ingest reads the same lists)."""
+def listed_articles(inputs: list[str]) -> dict[str, dict]:
+    """PMCID -> {retracted, last_updated} from the new inputs' file lists (ingest reads the same lists)."""
     from pipelines.ingest import sources
 
-    out: dict[str, str | None] = {}
+    out: dict[str, dict] = {}
     for uri in sources.filelist_inputs(inputs):
         for key, meta in sources.parse_filelist(sources.read_bytes(uri), uri).items():
-            if meta.retracted and meta.pmcid == key:
-                out[key] = meta.last_updated
+            if meta.pmcid == key:
+                out[key] = {"retracted": bool(meta.retracted), "last_updated": meta.last_updated}
     return out
 
 
@@ -207,111 +207,44 @@ def run_update(
     started = time.time()
     _delete(layout.work)
 
-    # 1. the corpus as it is
-    old_paragraphs = read_dataset(FileSystems.join(layout.ingest, "paragraphs"), PARAGRAPHS)
-    old_articles_path = FileSystems.join(layout.ingest, "articles")
-    if _exists_dataset(old_articles_path):
-        old_records = read_dataset(old_articles_path, ARTICLES).to_pylist()
-    else:
-        old_records = articles_from_paragraphs(old_paragraphs)
-    old = {r["article_id"]: r for r in old_records}
-    old_scored = read_dataset(FileSystems.join(layout.propagate, "scored"), SCORED)
-
-    # 2. only the new inputs are read and parsed
-    delta_dir = FileSystems.join(layout.work, "ingest")
-    delta_stats: dict = {}
-    if inputs and _has_articles(inputs):
-        from pipelines.ingest.pipeline import run_ingest
-
-        say(f"update: ingesting {len(inputs)} new input(s)")
-        delta_stats = run_ingest(list(inputs), delta_dir, beam_args=beam_args, **configs.ingest)
-    delta_paragraphs = read_dataset(FileSystems.join(delta_dir, "paragraphs"), PARAGRAPHS)
-    delta = {
-        r["article_id"]: r
-        for r in read_dataset(FileSystems.join(delta_dir, "articles"), ARTICLES).to_pylist()
-    }
-    retractions = listed_retractions(list(inputs)) if inputs else {}
-
-    # 3. decide per article
+    old_paragraphs, old, old_scored = load_corpus(layout)
+    delta_paragraphs, delta, delta_stats = ingest_new(layout, inputs, configs.ingest, beam_args, say)
+    listed = listed_articles(list(inputs)) if inputs else {}
     decisions = [
-        changes.decide(aid, old.get(aid), delta.get(aid), aid in retractions)
+        changes.decide(aid, old.get(aid), delta.get(aid), listed.get(aid, {}).get("retracted", False))
         for aid in sorted(set(old) | set(delta))
     ]
-    keep_old = pa.array(sorted(d.article_id for d in decisions if d.keep == "old"), pa.string())
-    take_new = pa.array(sorted(d.article_id for d in decisions if d.keep == "new"), pa.string())
-    flag = pa.array(sorted(d.article_id for d in decisions if d.retract), pa.string())
-    kept_old = old_paragraphs.filter(pc.is_in(old_paragraphs["article_id"], value_set=keep_old))
-    if len(flag):
-        retracted = pc.or_(
-            pc.is_in(kept_old["article_id"], value_set=flag), pc.fill_null(kept_old["retracted"], False)
-        )
-        kept_old = kept_old.set_column(kept_old.schema.get_field_index("retracted"), "retracted", retracted)
-    new_paragraphs = _sorted(
-        pa.concat_tables(
-            [kept_old, delta_paragraphs.filter(pc.is_in(delta_paragraphs["article_id"], value_set=take_new))]
-        )
+    new_paragraphs = apply_decisions(old_paragraphs, delta_paragraphs, decisions)
+    new_articles = pa.Table.from_pylist(updated_records(decisions, listed, delta), schema=ARTICLES)
+    plan = changes.plan_scores(
+        new_paragraphs.to_pylist(), carried_scores(old_scored, rescore), rescore=rescore
     )
-    records = sorted((d.record for d in decisions if d.record is not None), key=lambda r: r["article_id"])
-    for record in records:  # a listed retraction also updates the rank the full run would see
-        if (
-            record["article_id"] in retractions
-            and retractions[record["article_id"]]
-            and record["article_id"] not in delta
-        ):
-            record["last_updated"] = retractions[record["article_id"]]
-    new_articles = pa.Table.from_pylist(records, schema=ARTICLES)
-
-    # 4. scores: carry by text hash, score the rest
-    old_scores: dict[str, dict] = {}
-    if not rescore:
-        for row in old_scored.select(["text", *SCORE_COLUMNS.names]).to_pylist():
-            old_scores.setdefault(changes.text_hash(row.pop("text")), row)
-    plan = changes.plan_scores(new_paragraphs.to_pylist(), old_scores, rescore=rescore)
-    scored_new = SCORED.empty_table()
-    if plan.to_score:
-        from pipelines.core.io import write_table
-        from pipelines.propagate import run_propagate
-
-        say(f"update: scoring {len(plan.to_score)} paragraph(s) with {model}, carrying {len(plan.carried)}")
-        to_score = FileSystems.join(layout.work, "to_score")
-        write_table(pa.Table.from_pylist(plan.to_score, schema=PARAGRAPHS), to_score, "paragraphs")
-        run_propagate(
-            [FileSystems.join(to_score, "paragraphs")],
-            model,
-            FileSystems.join(layout.work, "propagate"),
-            beam_args=beam_args,
-            **configs.propagate,
-        )
-        scored_new = read_dataset(FileSystems.join(layout.work, "propagate", "scored"), SCORED)
-    carried = pa.Table.from_pylist(plan.carried, schema=SCORED) if plan.carried else SCORED.empty_table()
-    new_scored = _sorted(pa.concat_tables([carried, scored_new.select(SCORED.names).cast(SCORED)]))
+    new_scored = score(layout, plan, model, configs.propagate, beam_args, say)
     if new_scored.num_rows != new_paragraphs.num_rows:
         raise RuntimeError(
             f"update lost rows: {new_paragraphs.num_rows} paragraphs but {new_scored.num_rows} scored rows"
         )
-
-    # 5. the change log
-    old_models = _count(old_scored["model_id"])
+    paragraph_counts = changes.paragraph_changes(_hashes(old_paragraphs), _hashes(new_paragraphs))
     log = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "inputs": list(inputs),
         "rescore": rescore,
         "ingest": {
             "articles": changes.count_kinds(decisions),
-            "paragraphs": changes.paragraph_changes(_hashes(old_paragraphs), _hashes(new_paragraphs)),
+            "paragraphs": paragraph_counts,
             "articles_read": delta_stats.get("articles_read", 0),
-            "listed_retractions": len(retractions),
+            "listed_retractions": sum(1 for v in listed.values() if v["retracted"]),
         },
         "propagate": {
             "scored": len(plan.to_score),
             "carried": len(plan.carried),
-            "removed": 0,
+            "removed": paragraph_counts["removed"],
             "model_id": _model_id(model),
-            "rows_by_model_before": old_models,
+            "rows_by_model_before": _count(old_scored["model_id"]),
             "rows_by_model": _count(new_scored["model_id"]),
         },
     }
-    log["propagate"]["removed"] = log["ingest"]["paragraphs"]["removed"]
+    delta_dir = FileSystems.join(layout.work, "ingest")
 
     # 6. replace the state, then rebuild subsets and the report
     replace_dataset(new_paragraphs, layout.ingest, "paragraphs")
@@ -362,6 +295,100 @@ def run_update(
     write_report(root, **configs.report)
     _delete(layout.work)
     return log
+
+
+def load_corpus(layout: Layout) -> tuple[pa.Table, dict[str, dict], pa.Table]:
+    """(paragraphs, article records by id, scored rows) of the finished corpus."""
+    paragraphs = read_dataset(FileSystems.join(layout.ingest, "paragraphs"), PARAGRAPHS)
+    articles = FileSystems.join(layout.ingest, "articles")
+    if _exists_dataset(articles):
+        records = read_dataset(articles, ARTICLES).to_pylist()
+    else:
+        records = articles_from_paragraphs(paragraphs)
+    scored = read_dataset(FileSystems.join(layout.propagate, "scored"), SCORED)
+    return paragraphs, {r["article_id"]: r for r in records}, scored
+
+
+def ingest_new(
+    layout: Layout, inputs: list[str], ingest: dict, beam_args: list[str] | None, say: Callable[[str], None]
+) -> tuple[pa.Table, dict[str, dict], dict]:
+    """Run the ingest pipeline on the new inputs only: (paragraphs, article records by id, stats)."""
+    delta_dir = FileSystems.join(layout.work, "ingest")
+    stats: dict = {}
+    if inputs and _has_articles(inputs):
+        from pipelines.ingest.pipeline import run_ingest
+
+        say(f"update: ingesting {len(inputs)} new input(s)")
+        stats = run_ingest(list(inputs), delta_dir, beam_args=beam_args, **ingest)
+    paragraphs = read_dataset(FileSystems.join(delta_dir, "paragraphs"), PARAGRAPHS)
+    records = read_dataset(FileSystems.join(delta_dir, "articles"), ARTICLES).to_pylist()
+    return paragraphs, {r["article_id"]: r for r in records}, stats
+
+
+def apply_decisions(old: pa.Table, new: pa.Table, decisions: list[changes.Decision]) -> pa.Table:
+    """The corpus's paragraphs after the decisions: old rows of kept articles (retractions flagged),
+    new rows of added and updated ones, in canonical order."""
+    keep_old = pa.array(sorted(d.article_id for d in decisions if d.keep == "old"), pa.string())
+    take_new = pa.array(sorted(d.article_id for d in decisions if d.keep == "new"), pa.string())
+    flag = pa.array(sorted(d.article_id for d in decisions if d.retract), pa.string())
+    kept = old.filter(pc.is_in(old["article_id"], value_set=keep_old))
+    if len(flag):
+        retracted = pc.or_(
+            pc.is_in(kept["article_id"], value_set=flag), pc.fill_null(kept["retracted"], False)
+        )
+        kept = kept.set_column(kept.schema.get_field_index("retracted"), "retracted", retracted)
+    return _sorted(pa.concat_tables([kept, new.filter(pc.is_in(new["article_id"], value_set=take_new))]))
+
+
+def updated_records(decisions: list[changes.Decision], listed: dict[str, dict], delta: dict) -> list[dict]:
+    """Article records after the update; a file list's update time applies to the listed articles it
+    does not deliver (one run on all inputs would join it to them)."""
+    records = []
+    for d in decisions:
+        if d.record is None:
+            continue
+        record = dict(d.record)
+        when = listed.get(d.article_id, {}).get("last_updated")
+        if when and d.article_id not in delta:
+            record["last_updated"] = when
+        records.append(record)
+    return sorted(records, key=lambda r: r["article_id"])
+
+
+def carried_scores(scored: pa.Table, rescore: bool) -> dict[str, dict]:
+    """Text hash -> score columns (with `model_id`) of the scored corpus; none when re-scoring."""
+    out: dict[str, dict] = {}
+    if rescore:
+        return out
+    for row in scored.select(["text", *SCORE_COLUMNS.names]).to_pylist():
+        out.setdefault(changes.text_hash(row.pop("text")), row)
+    return out
+
+
+def score(
+    layout: Layout,
+    plan: changes.ScorePlan,
+    model: str,
+    propagate: dict,
+    beam_args: list[str] | None,
+    say: Callable[[str], None],
+) -> pa.Table:
+    """Carried rows plus the rows to score, scored by the propagate pipeline, in canonical order."""
+    scored = SCORED.empty_table()
+    if plan.to_score:
+        from pipelines.core.io import write_table
+        from pipelines.propagate import run_propagate
+
+        say(f"update: scoring {len(plan.to_score)} paragraph(s) with {model}, carrying {len(plan.carried)}")
+        to_score = FileSystems.join(layout.work, "to_score")
+        write_table(pa.Table.from_pylist(plan.to_score, schema=PARAGRAPHS), to_score, "paragraphs")
+        out = FileSystems.join(layout.work, "propagate")
+        run_propagate(
+            [FileSystems.join(to_score, "paragraphs")], model, out, beam_args=beam_args, **propagate
+        )
+        scored = read_dataset(FileSystems.join(out, "scored"), SCORED).select(SCORED.names).cast(SCORED)
+    carried = pa.Table.from_pylist(plan.carried, schema=SCORED) if plan.carried else SCORED.empty_table()
+    return _sorted(pa.concat_tables([carried, scored]))
 
 
 def run_rescore(root: str, model_dir: str | None = None, **kw) -> dict:
