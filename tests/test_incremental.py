@@ -71,6 +71,7 @@ def test_decide_per_article(pmc_sample):
     superseded = changes.decide(aid, after, late.record(aid))
     assert (superseded.kind, superseded.keep, superseded.record) == (changes.SUPERSEDED, "old", after)
     assert changes.decide(aid, before, None).kind == changes.UNCHANGED
+    assert changes.decide(aid, before, dict(before)).kind == changes.UNCHANGED  # delivered again
     retracted = changes.decide(aid, before, None, retracted_listed=True)
     assert (retracted.kind, retracted.keep, retracted.retract) == (changes.RETRACTED, "old", True)
     assert retracted.record["retracted"] and not before["retracted"]

@@ -93,7 +93,8 @@ def decide(article_id: str, old: dict | None, new: dict | None, retracted_listed
         return Decision(article_id, kind, "new", new)
     if retracted_listed and not old["retracted"]:
         return Decision(article_id, RETRACTED, "old", {**old, "retracted": True}, retract=True)
-    kind = SUPERSEDED if new is not None else UNCHANGED
+    # a copy ranked below the kept one lost to it; the very same copy delivered again changes nothing
+    kind = SUPERSEDED if new is not None and record_rank(new) < record_rank(old) else UNCHANGED
     return Decision(article_id, kind, "old", old)
 
 
