@@ -207,8 +207,11 @@ def run_update(
     started = time.time()
     _delete(layout.work)
 
+    steps: dict[str, float] = {}  # wall seconds per step, in the change log
     old_paragraphs, old, old_scored = load_corpus(layout)
+    steps["read_state"] = time.time() - started
     delta_paragraphs, delta, delta_stats = ingest_new(layout, inputs, configs.ingest, beam_args, say)
+    steps["ingest"] = time.time() - started - sum(steps.values())
     listed = listed_articles(list(inputs)) if inputs else {}
     decisions = [
         changes.decide(aid, old.get(aid), delta.get(aid), listed.get(aid, {}).get("retracted", False))
@@ -219,7 +222,9 @@ def run_update(
     plan = changes.plan_scores(
         new_paragraphs.to_pylist(), carried_scores(old_scored, rescore), rescore=rescore
     )
+    steps["decide"] = time.time() - started - sum(steps.values())
     new_scored = score(layout, plan, model, configs.propagate, beam_args, say)
+    steps["propagate"] = time.time() - started - sum(steps.values())
     if new_scored.num_rows != new_paragraphs.num_rows:
         raise RuntimeError(
             f"update lost rows: {new_paragraphs.num_rows} paragraphs but {new_scored.num_rows} scored rows"
@@ -253,6 +258,7 @@ def run_update(
     _copy_dead_letters(delta_dir, layout.ingest, log["at"])
     _update_stats(layout, log, new_paragraphs.num_rows, new_scored)
 
+    steps["write_state"] = time.time() - started - sum(steps.values())
     before = subset_digests(layout.subsets)
     sub = dict(configs.subsets)
     recipes = sub.pop("recipes", "paper")
@@ -263,6 +269,8 @@ def run_update(
         [FileSystems.join(layout.propagate, "scored")], recipes, layout.subsets, beam_args=beam_args, **sub
     )
     log["subsets"] = _subset_changes(before, subset_digests(layout.subsets))
+    steps["subsets"] = time.time() - started - sum(steps.values())
+    log["step_seconds"] = {k: round(v, 2) for k, v in steps.items()}
     log["seconds"] = round(time.time() - started, 3)
 
     previous = read_manifest(layout.ingest) or {}
