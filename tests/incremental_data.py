@@ -126,7 +126,7 @@ SCORE_FLOATS = ("educational_score", "document_type_scores", "domain_scores")
 
 def canonical(root: Path, dataset: str, schema) -> list[dict]:
     """A dataset under a run root as rows in canonical order (article, body order, id)."""
-    from pipelines.app.update import read_dataset
+    from pipelines.app.corpus_state import read_dataset
 
     table = read_dataset(str(root / dataset), schema)
     keys = [("article_id", "ascending")]
@@ -153,7 +153,7 @@ def same_row(a: dict, b: dict) -> bool:
 
 def compare_corpora(a: Path, b: Path) -> dict:
     """Row-by-row comparison of two run roots: rows per dataset and how many differ (or are missing)."""
-    from pipelines.app.update import subset_digests
+    from pipelines.app.corpus_state import subset_digests
     from pipelines.core.schemas import ARTICLES, PARAGRAPHS, SCORED
 
     out = {}

@@ -5,27 +5,21 @@ re-scores with a new student and the report says which rows came from which mode
 
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 import yaml
-from incremental_data import make_deliveries, new_version, usable_articles
+from incremental_data import canonical, make_deliveries, new_version, same_row, usable_articles
 from typer.testing import CliRunner
 
 from pipelines.app.cli import app
-from pipelines.app.update import build_corpus, read_dataset, run_rescore, run_update, subset_digests
+from pipelines.app.corpus_state import subset_digests
+from pipelines.app.update import build_corpus, run_rescore, run_update
 from pipelines.core import changes
 from pipelines.core.manifest import read_manifest
 from pipelines.core.schemas import ARTICLES, PARAGRAPHS, SCORED
 from pipelines.ingest.pipeline import parse_payload
-
-SCORE_FLOATS = ("educational_score", "document_type_scores", "domain_scores")
-# float32 inference batches paragraphs by length: the same text scored in another batch can differ in
-# the 7th significant digit (padding changes the summation order), never more.
-FLOAT_TOLERANCE = 1e-5
 
 
 def parsed(path: Path, name: str, data: bytes | None = None):
@@ -127,27 +121,6 @@ def runs(pmc_sample, student, tmp_path_factory):
     assert cli.exit_code == 0, cli.output
     build_corpus(str(full), d.union, str(student))
     return {"d": d, "inc": inc, "full": full, "log1": log1, "config": config, "tmp": tmp}
-
-
-def canonical(root: Path, dataset: str, schema: pa.Schema) -> list[dict]:
-    table = read_dataset(str(root / dataset), schema)
-    keys = [("article_id", "ascending")] + (
-        [("paragraph_index", "ascending"), ("id", "ascending")] if "paragraph_index" in schema.names else []
-    )
-    return table.sort_by(keys).to_pylist()
-
-
-def same_row(a: dict, b: dict) -> bool:
-    for key in a:
-        if key in SCORE_FLOATS:
-            x, y = (a[key], b[key]) if isinstance(a[key], list) else ([a[key]], [b[key]])
-            if len(x) != len(y):
-                return False
-            if not all(math.isclose(p, q, abs_tol=FLOAT_TOLERANCE) for p, q in zip(x, y, strict=True)):
-                return False
-        elif a[key] != b[key]:
-            return False
-    return True
 
 
 def test_update_equals_full_run_row_by_row(runs):

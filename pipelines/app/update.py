@@ -22,150 +22,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.app.corpus_state import (
+    Layout,
+    canonical_order,
+    delete,
+    has_articles,
+    listed_articles,
+    load_corpus,
+    read_dataset,
+    replace_dataset,
+    subset_digests,
+)
 from pipelines.core import changes
-from pipelines.core.io import parquet_files, read_json, read_table, write_json
+from pipelines.core.io import read_json, write_json
 from pipelines.core.manifest import read_manifest, write_manifest
-from pipelines.core.schemas import ARTICLES, PARAGRAPHS, SCORE_COLUMNS, SCORED, conform
-
-WORK_DIR = "_update_work"
-SHARD_ROWS = 500_000  # rows per rewritten shard
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a run keeps its corpus state (the same directories `run --config` writes)."""
-
-    root: str
-
-    def join(self, *parts: str) -> str:
-        return FileSystems.join(self.root, *parts)
-
-    @property
-    def ingest(self) -> str:
-        return self.join("ingest")
-
-    @property
-    def propagate(self) -> str:
-        return self.join("propagate")
-
-    @property
-    def subsets(self) -> str:
-        return self.join("subsets")
-
-    @property
-    def model(self) -> str:
-        return self.join("model")
-
-    @property
-    def work(self) -> str:
-        return self.join(WORK_DIR)
-
-
-# ------------------------------------------------------------------------------------------ IO
-
-
-def _exists_dataset(path: str) -> bool:
-    try:
-        parquet_files([path])
-        return True
-    except FileNotFoundError:
-        return False
-
-
-def read_dataset(path: str, schema: pa.Schema) -> pa.Table:
-    """A dataset conformed to `schema`; an empty table when nothing was written (e.g. no articles)."""
-    if not _exists_dataset(path):
-        return schema.empty_table()
-    return conform(read_table([path]), schema)
-
-
-def _delete(path: str) -> None:
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-
-
-def replace_dataset(table: pa.Table, root: str, name: str) -> list[str]:
-    """Write `table` as `<root>/<name>/part-*.parquet` in place of what was there (written beside first,
-    so a crash midway leaves the old dataset or a `.next` to discard, never a mix of both)."""
-    import pyarrow.parquet as pq
-
-    final, staging = FileSystems.join(root, name), FileSystems.join(root, f"{name}.next")
-    _delete(staging)
-    n = max(1, -(-table.num_rows // SHARD_ROWS))
-    staged = []
-    for i in range(n):
-        shard = f"part-{i:05d}-of-{n:05d}.parquet"
-        path = FileSystems.join(staging, shard)
-        with FileSystems.create(path) as f:
-            pq.write_table(table.slice(i * SHARD_ROWS, SHARD_ROWS), f)
-        staged.append((path, FileSystems.join(final, shard)))
-    _delete(final)
-    if "://" not in final:
-        FileSystems.mkdirs(final)
-    FileSystems.rename([s for s, _ in staged], [d for _, d in staged])
-    _delete(staging)
-    return [d for _, d in staged]
-
-
-def _sorted(table: pa.Table) -> pa.Table:
-    """Canonical row order: article, then body order (a full run and an update compare row by row)."""
-    return table.sort_by([("article_id", "ascending"), ("paragraph_index", "ascending"), ("id", "ascending")])
-
-
-def articles_from_paragraphs(paragraphs: pa.Table) -> list[dict]:
-    """Article records for an output written before `ingest/articles/` existed: no rank known, so any
-    new copy of these articles replaces them."""
-    by_article: dict[str, list[dict]] = {}
-    for row in paragraphs.select(
-        ["id", "article_id", "text", "paragraph_index", "retracted", "source"]
-    ).to_pylist():
-        by_article.setdefault(row["article_id"], []).append(row)
-    return [
-        changes.article_record(aid, rows, version=None, last_updated=None, file_updated=None, source="")
-        for aid, rows in by_article.items()
-    ]
-
-
-def listed_articles(inputs: list[str]) -> dict[str, dict]:
-    """PMCID -> {retracted, last_updated} from the new inputs' file lists (ingest reads the same lists)."""
-    from pipelines.ingest import sources
-
-    out: dict[str, dict] = {}
-    for uri in sources.filelist_inputs(inputs):
-        for key, meta in sources.parse_filelist(sources.read_bytes(uri), uri).items():
-            if meta.pmcid == key:
-                out[key] = {"retracted": bool(meta.retracted), "last_updated": meta.last_updated}
-    return out
-
-
-def _has_articles(inputs: list[str]) -> bool:
-    from pipelines.ingest import sources
-
-    return any(True for uri in inputs for _ in sources.expand_input(uri))
-
-
-def subset_digests(subsets_dir: str) -> dict[str, dict[str, str]]:
-    """Recipe -> document key (id, repeat) -> text hash, for the subsets' Parquet documents."""
-    out: dict[str, dict[str, str]] = {}
-    if not FileSystems.exists(subsets_dir):
-        return out
-    pattern = FileSystems.join(subsets_dir, "*", "**.parquet")
-    for result in FileSystems.match([pattern]):
-        for meta in result.metadata_list:
-            rel = meta.path[len(subsets_dir.rstrip("/")) + 1 :]
-            recipe = rel.split("/")[0]
-            if recipe.startswith(("_", ".")) or recipe == "dead_letter":
-                continue
-            table = read_table([meta.path], columns=["id", "repeat", "text"])
-            docs = out.setdefault(recipe, {})
-            for doc_id, repeat, text in zip(
-                table["id"].to_pylist(), table["repeat"].to_pylist(), table["text"].to_pylist(), strict=True
-            ):
-                docs[f"{doc_id}#{repeat}"] = changes.text_hash(text)
-    return out
-
-
-# --------------------------------------------------------------------------------------- update
+from pipelines.core.schemas import ARTICLES, PARAGRAPHS, SCORE_COLUMNS, SCORED
 
 
 @dataclass
@@ -205,7 +76,7 @@ def run_update(
             )
     model = model_dir or layout.model
     started = time.time()
-    _delete(layout.work)
+    delete(layout.work)
 
     steps: dict[str, float] = {}  # wall seconds per step, in the change log
     old_paragraphs, old, old_scored = load_corpus(layout)
@@ -301,20 +172,8 @@ def run_update(
     from pipelines.app.report import write_report
 
     write_report(root, **configs.report)
-    _delete(layout.work)
+    delete(layout.work)
     return log
-
-
-def load_corpus(layout: Layout) -> tuple[pa.Table, dict[str, dict], pa.Table]:
-    """(paragraphs, article records by id, scored rows) of the finished corpus."""
-    paragraphs = read_dataset(FileSystems.join(layout.ingest, "paragraphs"), PARAGRAPHS)
-    articles = FileSystems.join(layout.ingest, "articles")
-    if _exists_dataset(articles):
-        records = read_dataset(articles, ARTICLES).to_pylist()
-    else:
-        records = articles_from_paragraphs(paragraphs)
-    scored = read_dataset(FileSystems.join(layout.propagate, "scored"), SCORED)
-    return paragraphs, {r["article_id"]: r for r in records}, scored
 
 
 def ingest_new(
@@ -323,7 +182,7 @@ def ingest_new(
     """Run the ingest pipeline on the new inputs only: (paragraphs, article records by id, stats)."""
     delta_dir = FileSystems.join(layout.work, "ingest")
     stats: dict = {}
-    if inputs and _has_articles(inputs):
+    if inputs and has_articles(inputs):
         from pipelines.ingest.pipeline import run_ingest
 
         say(f"update: ingesting {len(inputs)} new input(s)")
@@ -345,7 +204,9 @@ def apply_decisions(old: pa.Table, new: pa.Table, decisions: list[changes.Decisi
             pc.is_in(kept["article_id"], value_set=flag), pc.fill_null(kept["retracted"], False)
         )
         kept = kept.set_column(kept.schema.get_field_index("retracted"), "retracted", retracted)
-    return _sorted(pa.concat_tables([kept, new.filter(pc.is_in(new["article_id"], value_set=take_new))]))
+    return canonical_order(
+        pa.concat_tables([kept, new.filter(pc.is_in(new["article_id"], value_set=take_new))])
+    )
 
 
 def updated_records(decisions: list[changes.Decision], listed: dict[str, dict], delta: dict) -> list[dict]:
@@ -396,7 +257,7 @@ def score(
         )
         scored = read_dataset(FileSystems.join(out, "scored"), SCORED).select(SCORED.names).cast(SCORED)
     carried = pa.Table.from_pylist(plan.carried, schema=SCORED) if plan.carried else SCORED.empty_table()
-    return _sorted(pa.concat_tables([carried, scored]))
+    return canonical_order(pa.concat_tables([carried, scored]))
 
 
 def run_rescore(root: str, model_dir: str | None = None, **kw) -> dict:
@@ -465,14 +326,6 @@ def _update_stats(layout: Layout, log: dict, paragraphs: int, scored: pa.Table) 
         if name == "propagate":
             stats["rows_by_model"] = log["propagate"]["rows_by_model"]
         write_json(stats, path)
-
-
-def model_versions(root: str | Path) -> dict[str, int]:
-    """Rows of the scored corpus per `model_id` (the report's "which rows came from which model")."""
-    scored = FileSystems.join(str(root), "propagate", "scored")
-    if not _exists_dataset(scored):
-        return {}
-    return _count(read_table([scored], columns=["model_id"])["model_id"])
 
 
 def build_corpus(
