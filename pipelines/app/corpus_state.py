@@ -13,13 +13,12 @@ from dataclasses import dataclass
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.app.orchestrate import STAGE_DIRS
 from pipelines.core import changes
 from pipelines.core.io import parquet_files, read_table
 from pipelines.core.schemas import ARTICLES, PARAGRAPHS, SCORED, conform
 
 WORK_DIR = "_update_work"
-
-
 SHARD_ROWS = 500_000  # rows per rewritten shard
 
 
@@ -34,19 +33,19 @@ class Layout:
 
     @property
     def ingest(self) -> str:
-        return self.join("ingest")
+        return self.join(STAGE_DIRS["ingest"])
 
     @property
     def propagate(self) -> str:
-        return self.join("propagate")
+        return self.join(STAGE_DIRS["propagate"])
 
     @property
     def subsets(self) -> str:
-        return self.join("subsets")
+        return self.join(STAGE_DIRS["subsets"])
 
     @property
     def model(self) -> str:
-        return self.join("model")
+        return self.join(STAGE_DIRS["train"])
 
     @property
     def work(self) -> str:
@@ -74,8 +73,10 @@ def delete(path: str) -> None:
 
 
 def replace_dataset(table: pa.Table, root: str, name: str) -> list[str]:
-    """Write `table` as `<root>/<name>/part-*.parquet` in place of what was there (written beside first,
-    so a crash midway leaves the old dataset or a `.next` to discard, never a mix of both)."""
+    """Write `table` as `<root>/<name>/part-*.parquet` in place of what was there (written beside it
+    first, then swapped in: shards of the old and the new dataset never mix). An update interrupted
+    between datasets is finished by running the same update again: copies already applied rank equal
+    and change nothing, scores missing for their text are computed."""
     import pyarrow.parquet as pq
 
     final, staging = FileSystems.join(root, name), FileSystems.join(root, f"{name}.next")
