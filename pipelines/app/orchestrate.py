@@ -321,6 +321,7 @@ def _run(cfg: RunConfig, only: list[str] | None, force: set[str], quiet: bool) -
                 log.say(f"{tag}: skipped (finished earlier, output intact)")
                 log.record(stage.name, status="skipped", skipped_at=time.time())
                 continue
+            _refuse_rebuild_of_updated(stage, check.reason)
             log.say(f"{tag}: running ({check.reason})")
         else:
             log.say(f"{tag}: running")
@@ -333,6 +334,19 @@ def _run(cfg: RunConfig, only: list[str] | None, force: set[str], quiet: bool) -
             raise
     log.say(f"done: outputs under {root}")
     return log.state
+
+
+def _refuse_rebuild_of_updated(stage: Stage, reason: str) -> None:
+    """An incrementally updated corpus (`run --update`) is not rebuilt from the config's inputs by a
+    plain run by accident: its inputs are several deliveries (`--force ingest` rebuilds on purpose)."""
+    from pipelines.core.manifest import read_manifest
+
+    if stage.name == "ingest" and (read_manifest(stage.output) or {}).get("updates"):
+        raise ConfigError(
+            f"{Path(stage.output).parent} was updated incrementally and its ingest would be redone "
+            f"({reason}): use `run --config ... --update` for new inputs, or --force ingest to rebuild "
+            "from the config's inputs"
+        )
 
 
 def _mark_report(root: Path, log: RunLog) -> None:

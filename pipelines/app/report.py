@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from pipelines.app.report_updates import models_section
 from pipelines.app.run_layout import STAGE_DIRS
 from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, EDUCATIONAL_SCORES
 
@@ -621,12 +622,15 @@ def render_report(root: str | Path) -> str:
     root = Path(root)
     stats = _stats_files(root)
     labels = _read_rows(root / "annotate" / "labels", ["document_type", "domain", "educational_score"])
-    scored = _read_rows(root / "propagate" / "scored", ["document_type", "domain", "educational_score"])
+    scored = _read_rows(
+        root / "propagate" / "scored", ["document_type", "domain", "educational_score", "model_id"]
+    )
     body = "".join(
         [
             _stages_section(root, stats),
             _labels_section(labels, scored),
             _scores_section(scored),
+            models_section(root, [r.get("model_id") or "?" for r in scored] if scored else None),
             _agreement_section(root),
             _loop_section(root),
             _subsets_section(stats.get("subsets"), root / STAGE_DIRS["subsets"]),

@@ -68,6 +68,22 @@ LABELS = pa.schema(
     metadata={"dataset": "labels", "schema_version": str(SCHEMA_VERSION)},
 )
 
+# The kept copy of each ingested article and what ranks it against later copies (incremental updates).
+ARTICLES = pa.schema(
+    [
+        pa.field("article_id", pa.string(), nullable=False),
+        pa.field("version", pa.int32()),
+        pa.field("last_updated", pa.string()),
+        pa.field("file_updated", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("retracted", pa.bool_()),
+        pa.field("n_paragraphs", pa.int32()),
+        # sha256 over (paragraph id, text hash) in body order
+        pa.field("content_hash", pa.string()),
+    ],
+    metadata={"dataset": "articles", "schema_version": str(SCHEMA_VERSION)},
+)
+
 SCORE_COLUMNS = pa.schema(
     [
         pa.field("document_type", pa.string(), nullable=False),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipelines.core import schemas
+from pipelines.core import changes, schemas
 from pipelines.core.dead_letters import WriteDeadLetters, dead_letter
 from pipelines.core.io import WriteDataset, read_json, write_json
 from pipelines.core.options import pipeline_options
@@ -166,11 +166,24 @@ class Candidate:
     version: int | None = None  # PMC article version (`PMC123.2`)
     last_updated: str | None = None  # file list `LastUpdated` / cloud JSON
     file_updated: str | None = None  # file or package-member modification time
+    retracted: bool = False  # the article or its file list / cloud JSON says so (even without rows)
 
     def rank(self) -> tuple:
         """Latest first when sorted descending: version, then listed update time, then file time; the
         source name last so the choice never depends on input order."""
-        return (self.version or 0, self.last_updated or "", self.file_updated or "", self.source)
+        return changes.copy_rank(self.version, self.last_updated, self.file_updated, self.source)
+
+    def record(self, article_id: str) -> dict:
+        """This copy as a row of the `articles` dataset (what a later incremental update ranks)."""
+        return changes.article_record(
+            article_id,
+            self.rows,
+            version=self.version,
+            last_updated=self.last_updated,
+            file_updated=self.file_updated,
+            source=self.source,
+            retracted=self.retracted,
+        )
 
 
 def choose_latest(candidates: Iterable[Candidate]) -> tuple[Candidate, list[Candidate]]:
@@ -214,6 +227,7 @@ def parse_payload(
         version=article.version,
         last_updated=side.last_updated if side else None,
         file_updated=file_updated,
+        retracted=article.retracted or bool(side and side.retracted),
     )
     return article.article_id, candidate
 
@@ -298,6 +312,7 @@ class KeepLatest(beam.DoFn):
             yield beam.pvalue.TaggedOutput("stats", superseded_summary(old))
         PARAGRAPHS.inc(len(kept.rows))
         yield beam.pvalue.TaggedOutput("stats", kept.stats)
+        yield beam.pvalue.TaggedOutput("articles", kept.record(article_id))
         yield from kept.rows
 
 
@@ -338,9 +353,11 @@ def build_pipeline(pipeline, inputs: list[str], output: str, *, min_tokens: int 
     kept = (
         parsed.candidates
         | "ByArticle" >> beam.GroupByKey()
-        | "KeepLatest" >> beam.ParDo(KeepLatest()).with_outputs("superseded", "stats", main="rows")
+        | "KeepLatest"
+        >> beam.ParDo(KeepLatest()).with_outputs("superseded", "stats", "articles", main="rows")
     )
     kept.rows | WriteDataset(output, "paragraphs", schemas.PARAGRAPHS)
+    kept.articles | "WriteArticles" >> WriteDataset(output, "articles", schemas.ARTICLES)
     (
         (read_files.dead, read_packages.dead, parsed.dead, kept.superseded)
         | "AllDead" >> beam.Flatten()

@@ -27,6 +27,24 @@ def command(
     only: list[str] = only_option(),
     allow_empty: bool = allow_empty_option(),
     quiet: bool = quiet_option(),
+    update: bool = typer.Option(
+        False,
+        "--update",
+        help="Bring the finished corpus under the output up to date with new inputs (the config's "
+        "'inputs', or --input): only new articles and new versions are ingested and scored, retractions "
+        "flagged, every other score carried; subsets and report rebuilt; change log in the manifests.",
+    ),
+    rescore: bool = typer.Option(
+        False,
+        "--rescore",
+        help="Score every paragraph again with the student (--model, or the run's model/).",
+    ),
+    inputs: list[str] = typer.Option(
+        None, "--input", "-i", help="New input for --update (repeatable); default: the config's 'inputs'."
+    ),
+    model: str = typer.Option(
+        None, "--model", help="Student directory for --update / --rescore (default: <output>/model)."
+    ),
 ) -> None:
     """ingest -> annotate -> train -> propagate -> subsets -> report, resumable.
 
@@ -34,7 +52,19 @@ def command(
     <output>/<stage>/_manifest.json and skipped on rerun. A stage whose config or inputs changed, or
     whose output is missing or corrupted, is redone from its own start. A stage failure that a retry
     may fix is retried ('retries' in the config). Ctrl-C stops at once; rerun to resume.
+    --update applies new inputs to a finished run; --rescore re-scores it with a new student.
     """
+    if update or rescore:
+        if force or only:
+            raise typer.BadParameter("--update / --rescore do not combine with --force or --only")
+        from pipelines.app.update import update_with_config
+
+        update_with_config(
+            config, output=output, inputs=inputs, model=model, update=update, rescore=rescore, quiet=quiet
+        )
+        return
+    if inputs or model:
+        raise typer.BadParameter("--input and --model are for --update / --rescore")
     run_with_config(config, output=output, force=force, only=only, quiet=quiet, allow_empty=allow_empty)
 
 
