@@ -21,7 +21,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 from apache_beam.io.filesystems import FileSystems
 
 from annotators.budget import (
@@ -38,6 +37,7 @@ from annotators.sampling import STRATA_COLUMNS, sample_table
 from annotators.taxonomy import Answer
 from annotators.teachers import Outcome, Teacher, make_teacher, resolve_api_key
 from annotators.teachers.openai_chat import MAX_ANSWER_TOKENS
+from pipelines import arrowfs
 from pipelines.io import dataset_dir, dead_letter, parquet_files, write_json, write_table
 from pipelines.schemas import LABELS, conform
 
@@ -217,7 +217,7 @@ def read_sample(
     paragraphs: list[str], sample: int | None, fraction: float | None, seed: int
 ) -> tuple[list[dict], int]:
     """The sampled paragraph rows and the pool size; texts are read for the sample only."""
-    dataset = pads.dataset(parquet_files(paragraphs), format="parquet")
+    dataset = arrowfs.dataset(parquet_files(paragraphs))
     names = set(dataset.schema.names)
     if not {"id", "text"} <= names:
         raise ValueError(

@@ -10,9 +10,10 @@ from collections.abc import Iterable
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
+
+from pipelines import arrowfs
 
 
 def dataset_dir(root: str, name: str) -> str:
@@ -81,7 +82,7 @@ def parquet_files(paths: Iterable[str]) -> list[str]:
 
 def read_table(paths: Iterable[str], columns: list[str] | None = None) -> pa.Table:
     """Read Parquet files, directories or globs as one table (pyarrow datasets; remote URIs included)."""
-    return pads.dataset(parquet_files(paths), format="parquet").to_table(columns=columns)
+    return arrowfs.dataset(parquet_files(paths)).to_table(columns=columns)
 
 
 def write_table(table: pa.Table, root: str, name: str, shard: str = "part-00000-of-00001") -> str:
