@@ -78,7 +78,9 @@ def one_line_errors(command):
         from pipelines.console import Interrupted, catch_interrupts, raise_if_interrupted, session
         from pipelines.orchestrate import StageFailed
         from pipelines.summary import EmptyOutput
+        from pipelines.uris import ensure_configured
 
+        ensure_configured()  # bucket paths work in every command; Beam flags refine it per pipeline
         try:
             with session(quiet=bool(kwargs.get("quiet"))), catch_interrupts():
                 try:

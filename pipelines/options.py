@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 # `--runner=dask` (any case, or `DaskRunner`) picks pipelines.dask_runner.DaskRunner.
@@ -39,6 +40,7 @@ def pipeline_options(beam_args: list[str] | None = None, **overrides: object) ->
     """
     args = dask_args(list(beam_args or []))
     options = PipelineOptions(args, **overrides)
+    FileSystems.set_options(options)  # --s3_* / GCS flags apply to our own reads and writes too
     if not any(a.startswith("--runner") for a in args) and "runner" not in overrides:
         options = PipelineOptions(args, runner="DirectRunner", **overrides)
     return options

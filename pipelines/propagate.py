@@ -25,6 +25,7 @@ from distill.inference import InferenceOptions, model_id, with_options
 from pipelines.io import WriteDataset, WriteDeadLetters, dataset_dir, dead_letter, parquet_files, write_json
 from pipelines.options import pipeline_options
 from pipelines.schemas import PARAGRAPHS, SCORE_COLUMNS, SCORED
+from pipelines.staging import local_model, model_name
 
 STAGE = "propagate"
 _LOAD_METRIC = "load_model_latency_milli_secs"  # RunInference's distribution, one entry per model load
@@ -184,7 +185,9 @@ def run_propagate(
     files = parquet_files(inputs)
     schema = scored_schema(input_schema(files))
     total = count_rows(files)
-    model = model_id(model_dir)
+    model = model_id(local_model(model_dir))
+    if local_model(model_dir) != model_dir:  # staged from a bucket: named after the URI, not the cache
+        model = f"{model_name(model_dir)}@{model.split('@', 1)[1]}"
     beam_options = pipeline_options(beam_args)
     runner = str(beam_options.get_all_options().get("runner") or "DirectRunner")
     local = runner in ("DirectRunner", "direct", "InteractiveRunner")

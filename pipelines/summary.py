@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from pipelines.uris import as_path
 
 # stage -> (stats key read, unit, stats key written, unit)
 _COUNTS = {
@@ -53,9 +54,9 @@ class StageSummary:
 
 
 def dead_letter_reasons(output: str, stage: str) -> dict[str, int]:
-    """Dead letters by reason, counted from `<output>/dead_letter/<stage>-*.jsonl` (local outputs)."""
+    """Dead letters by reason, counted from `<output>/dead_letter/<stage>-*.jsonl` (local or bucket)."""
     counts: Counter = Counter()
-    for path in sorted(Path(output).glob(f"dead_letter/{stage}-*.jsonl")):
+    for path in sorted(as_path(output).glob(f"dead_letter/{stage}-*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 try:
@@ -71,7 +72,7 @@ def summarize(stage: str, stats: dict | None, output: str) -> StageSummary | Non
         return None
     dead = stats.get("dead_letter_reasons") if stage == "annotate" else None
     dead = dict(dead) if isinstance(dead, dict) else dead_letter_reasons(output, stage)
-    dead_dir = str(Path(output) / "dead_letter")
+    dead_dir = str(as_path(output) / "dead_letter")
     if stage == "train":
         data, sizes = stats.get("data") or {}, stats.get("sizes") or {}
         parts = ("train", "validation", "test")

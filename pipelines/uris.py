@@ -96,6 +96,8 @@ def delete_tree(path: str) -> None:
 
 def read_bytes(path: str) -> bytes:
     ensure_configured()
+    if is_remote(path) and not FileSystems.exists(path):
+        raise FileNotFoundError(f"no such object: {path}")
     with FileSystems.open(path, compression_type="uncompressed") as f:
         return f.read()
 
