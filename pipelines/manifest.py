@@ -68,8 +68,11 @@ def list_files(root: str) -> dict[str, int]:
 def relative_inputs(paths: list[str], run_root: str | None) -> dict[str, str]:
     """Input path as recorded -> path as given: relative to the run root when inside it (so a run's
     output directory can be moved, copied or synced and still resume), else unchanged."""
-    if not run_root or "://" in run_root:
+    if not run_root:
         return {p: p for p in paths}
+    if "://" in run_root:  # a bucket prefix: the same, by string (an object store has no symlinks)
+        prefix = run_root.rstrip("/") + "/"
+        return {(p[len(prefix) :] if p.startswith(prefix) else p): p for p in paths}
     root = Path(run_root).resolve()
     out = {}
     for p in paths:
