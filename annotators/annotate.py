@@ -40,6 +40,7 @@ from annotators.teachers.openai_chat import MAX_ANSWER_TOKENS
 from pipelines import arrowfs
 from pipelines.io import dataset_dir, dead_letter, parquet_files, write_json, write_table
 from pipelines.schemas import LABELS, conform
+from pipelines.uris import is_remote
 
 log = logging.getLogger(__name__)
 STAGE = "annotate"
@@ -199,8 +200,11 @@ def _clear(pattern: str) -> None:
         FileSystems.delete(matched)
 
 
-def write_dead_letters(records: list[dict], output: str, shard: str = "00000-of-00001") -> str:
+def write_dead_letters(records: list[dict], output: str, shard: str = "00000-of-00001") -> str | None:
+    """The dead letters as one JSONL file (none for none on an object store: see `WriteDeadLetters`)."""
     path = FileSystems.join(dataset_dir(output, "dead_letter"), f"{STAGE}-{shard}.jsonl")
+    if not records and is_remote(output):
+        return None
     with FileSystems.create(path) as f:
         for r in records:
             f.write((json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n").encode())

@@ -88,7 +88,7 @@ def check_writable(root: str) -> None:
     probe = uris.join(root, f"_write_probe-{os.getpid()}")
     try:
         with FileSystems.create(probe) as f:
-            f.write(b"")
+            f.write(b"probe")  # not empty: Beam's S3 writer cannot create an empty object
         FileSystems.delete([probe])
     except Exception as e:  # noqa: BLE001 - classified below
         raise explain(e, root, "write") or e from None

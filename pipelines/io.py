@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import arrowfs
+from pipelines.uris import is_remote
 
 
 def dataset_dir(root: str, name: str) -> str:
@@ -47,19 +48,25 @@ def dead_letter(stage: str, source: str, reason: str, detail: str = "") -> dict:
 class WriteDeadLetters(beam.PTransform):
     """Write dead-letter dicts as JSON lines under `<root>/dead_letter/<stage>-*.jsonl`.
 
-    Always at least one file, so an empty dead-letter set is visibly empty rather than missing.
+    Locally always at least one file, so an empty dead-letter set is visibly empty rather than missing.
+    On an object store no file for none: Beam's S3 writer cannot create an empty object (a multipart
+    upload with no part is rejected with MalformedXML), and a missing shard counts as zero letters.
     """
 
     def __init__(self, root: str, stage: str):
         super().__init__(label=f"Write {stage} dead letters")
         self.prefix = FileSystems.join(dataset_dir(root, "dead_letter"), stage)
+        self.skip_if_empty = is_remote(root)
 
     def expand(self, records):
         return (
             records
             | "ToJson" >> beam.Map(lambda r: json.dumps(r, ensure_ascii=False, sort_keys=True))
             | beam.io.WriteToText(
-                self.prefix, file_name_suffix=".jsonl", shard_name_template="-SSSSS-of-NNNNN"
+                self.prefix,
+                file_name_suffix=".jsonl",
+                shard_name_template="-SSSSS-of-NNNNN",
+                skip_if_empty=self.skip_if_empty,
             )
         )
 
