@@ -5,6 +5,8 @@ from __future__ import annotations
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines import s3_clients
+
 # `--runner=dask` (any case, or `DaskRunner`) picks pipelines.dask_runner.DaskRunner.
 DASK_NAMES = {"dask", "daskrunner"}
 
@@ -40,6 +42,7 @@ def pipeline_options(beam_args: list[str] | None = None, **overrides: object) ->
     """
     args = dask_args(list(beam_args or []))
     options = PipelineOptions(args, **overrides)
+    s3_clients.install()  # Beam's S3 file system: one client per process, not one per operation
     FileSystems.set_options(options)  # --s3_* / GCS flags apply to our own reads and writes too
     if not any(a.startswith("--runner") for a in args) and "runner" not in overrides:
         options = PipelineOptions(args, runner="DirectRunner", **overrides)

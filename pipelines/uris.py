@@ -17,6 +17,8 @@ from pathlib import Path
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines import s3_clients
+
 REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 MANIFEST = "_manifest.json"
 
@@ -42,6 +44,7 @@ def configure(beam_args: list[str] | None = None) -> None:
     """
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    s3_clients.install()
     FileSystems.set_options(PipelineOptions(list(beam_args or [])))
 
 

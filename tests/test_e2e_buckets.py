@@ -33,20 +33,26 @@ DATA_STAGES = ("ingest", "annotate", "train", "propagate", "subsets")
 
 
 def make_config(tmp: Path, inputs: list[str], output: str, name: str = "config.yaml") -> Path:
+    """The demo's config on a few articles; every run of this module shares one embedding cache."""
     config = yaml.safe_load((DEMO / "config.yaml").read_text())
     config["inputs"] = inputs
     config["output"] = output
     config["train"]["extra_labels_sample"] = 50
     config["train"]["head_epochs"] = 40
-    config["train"]["cache_dir"] = str(tmp / "embedding-cache")
+    config["train"]["cache_dir"] = str(_embeddings(tmp))
     path = tmp / name
     path.write_text(yaml.safe_dump(config))
     return path
 
 
+def _embeddings(tmp: Path) -> Path:
+    return tmp.parent / "embedding-cache"  # beside every test's tmp dir: shared by the module's runs
+
+
 def scored_rows(root: str) -> list[dict]:
+    """Scored rows by id; `source` names the input as given (a local folder, a bucket URI), so not it."""
     table = read_table([uris.join(root, "propagate", "scored")])
-    return table.drop_columns(["model_id"]).sort_by("id").to_pylist()
+    return table.drop_columns(["source"]).sort_by("id").to_pylist()
 
 
 def run_state(root: str) -> dict:
@@ -62,8 +68,10 @@ def upload_articles(bucket: str) -> str:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> str:
     tmp = tmp_path_factory.mktemp("local")
-    inputs = [str(DEMO / "articles" / name) for name in ARTICLES]
-    cfg = load_config(make_config(tmp, inputs, str(tmp / "out")))
+    (tmp / "articles").mkdir()
+    for name in ARTICLES:  # the same layout as in the buckets: one folder of articles
+        (tmp / "articles" / name).write_bytes((DEMO / "articles" / name).read_bytes())
+    cfg = load_config(make_config(tmp, [str(tmp / "articles")], str(tmp / "out")))
     run(cfg, quiet=True)
     return cfg.output
 
@@ -132,9 +140,8 @@ def test_propagate_stages_the_bucket_model_once_into_the_cache(s3_run, tmp_path,
     cached = list((tmp_path / "cache" / "models").iterdir())
     assert [p.name for p in cached] == [manifest["outputs_hash"]]
     assert stats["model_id"].startswith("model@") and stats["written"] == stats["read"]
-    assert read_table([uris.join(out, "scored")]).sort_by("id").drop_columns(["model_id"]).to_pylist() == (
-        scored_rows(root)
-    )
+    rescored = read_table([uris.join(out, "scored")]).drop_columns(["source"]).sort_by("id").to_pylist()
+    assert rescored == scored_rows(root)  # the same weights: model_id (name@sha of weights) included
 
 
 def test_gcs_run_scores_like_the_local_run(object_stores, local_run, tmp_path):
