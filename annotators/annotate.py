@@ -37,10 +37,10 @@ from annotators.sampling import STRATA_COLUMNS, sample_table
 from annotators.taxonomy import Answer
 from annotators.teachers import Outcome, Teacher, make_teacher, resolve_api_key
 from annotators.teachers.openai_chat import MAX_ANSWER_TOKENS
-from pipelines import arrowfs
-from pipelines.io import dataset_dir, dead_letter, parquet_files, write_json, write_table
-from pipelines.schemas import LABELS, conform
-from pipelines.uris import is_remote
+from pipelines.core import arrowfs
+from pipelines.core.io import dataset_dir, dead_letter, parquet_files, write_json, write_table
+from pipelines.core.schemas import LABELS, conform
+from pipelines.core.uris import is_remote
 
 log = logging.getLogger(__name__)
 STAGE = "annotate"

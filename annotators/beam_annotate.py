@@ -27,9 +27,9 @@ from annotators.prompts import build_messages
 from annotators.taxonomy import InvalidAnswer
 from annotators.teachers.base import Outcome, TeacherError
 from annotators.teachers.openai_chat import OpenAITeacher, Rejected, Transient
-from pipelines.io import WriteDataset, WriteDeadLetters, read_table
-from pipelines.options import pipeline_options
-from pipelines.schemas import LABELS
+from pipelines.core.io import WriteDataset, WriteDeadLetters, read_table
+from pipelines.core.options import pipeline_options
+from pipelines.core.schemas import LABELS
 
 NAMESPACE = "biomed_enrich_annotate"
 LEDGER_COUNTERS = ("calls", "input_tokens", "output_tokens", "errors")

@@ -1,6 +1,6 @@
 """The teacher's label space, and the validation that turns a raw teacher answer into labels or a reason.
 
-Label names and orders are those of `pipelines.schemas` (the released dataset's score vectors); they
+Label names and orders are those of `pipelines.core.schemas` (the released dataset's score vectors); they
 are re-exported here so annotation code has one import. Normalisation is lenient on spelling
 (case, spaces, underscores, a few synonyms) and strict on meaning: anything outside the taxonomy
 is an `InvalidAnswer` with a machine-readable reason, never a silent guess.
@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, EDUCATIONAL_SCORES
+from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, EDUCATIONAL_SCORES
 
 __all__ = [
     "DOCUMENT_TYPE_LABELS",

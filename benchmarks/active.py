@@ -32,10 +32,10 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from annotators.cache import AnswerCache  # noqa: E402
 from annotators.ledger import Ledger  # noqa: E402
-from annotators.loop import EmbeddingStore, LoopConfig, article_key, run_loop, teacher_labeller  # noqa: E402
 from annotators.sampling import uniform_draw  # noqa: E402
 from annotators.teachers import make_teacher  # noqa: E402
-from pipelines.io import write_json  # noqa: E402
+from pipelines.app.loop import EmbeddingStore, LoopConfig, article_key, run_loop, teacher_labeller  # noqa: E402
+from pipelines.core.io import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("BIOMED_ENRICH_SHARED", ROOT.parent.parent / "shared"))

@@ -120,7 +120,7 @@ def main() -> None:
     from distill.baseline import evaluate_baseline
     from distill.data import load_labels, split_by_article
     from distill.metrics import PAPER, bootstrap_headline_difference, headline
-    from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
+    from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
     split = dict(RELEASE_SPLIT, seed=args.split_seed)
     data = load_labels([args.labels])

@@ -26,8 +26,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines import jats, langid, schemas
-from pipelines.ingest import article_rows
+from pipelines.core import schemas
+from pipelines.ingest import jats, langid
+from pipelines.ingest.pipeline import article_rows
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SAMPLE = Path(os.environ.get("BIOMED_ENRICH_SHARED", REPO.parent / "shared")) / "data" / "pmc-sample"

@@ -183,12 +183,12 @@ def main() -> None:
 
     from distill.data import TextDataset, load_labels, split_by_article
     from distill.evaluate import evaluate_outputs
+    from distill.inference import native_bf16
     from distill.metrics import headline
     from distill.model import DEFAULT_BACKBONE, StudentModel, resolve_backbone
-    from distill.inference import native_bf16
     from distill.train import default_cache_dir, seed_everything
-    from pipelines.io import read_table
-    from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
+    from pipelines.core.io import read_table
+    from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)

@@ -63,7 +63,7 @@ def timed(stage, n_articles: int, n_paragraphs: int | None = None) -> dict:
 
 
 def run_engine(name: str, beam_args: list[str] | None, inputs: list[str], student: str, root: Path) -> dict:
-    from pipelines.ingest import run_ingest
+    from pipelines.ingest.pipeline import run_ingest
     from pipelines.propagate import run_propagate
 
     out = root / name

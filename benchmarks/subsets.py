@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT.parent / "tests"))
 
 from subsets_scored import scored_rows, write_scored  # noqa: E402
 
-from pipelines.io import read_table, write_json  # noqa: E402
-from pipelines.recipe import load_recipes  # noqa: E402
-from pipelines.schemas import SUBSET_DOCUMENTS  # noqa: E402
-from pipelines.subsets import BASE_COLUMNS, article_documents, read_documents, run_subsets  # noqa: E402
-from pipelines.tokens import token_counter  # noqa: E402
+from pipelines.core.io import read_table, write_json  # noqa: E402
+from pipelines.core.schemas import SUBSET_DOCUMENTS  # noqa: E402
+from pipelines.subsets.pipeline import BASE_COLUMNS, article_documents, read_documents, run_subsets  # noqa: E402
+from pipelines.subsets.recipe import load_recipes  # noqa: E402
+from pipelines.subsets.tokens import token_counter  # noqa: E402
 
 LABELS = ROOT.parent.parent / "shared" / "data" / "labels" / "teacher_labels_v1.parquet"
 WORK = ROOT / "_work" / "subsets"

@@ -73,7 +73,7 @@ class StudentModelHandler(ModelHandler[dict, PredictionResult, Scorer]):
 
     def load_model(self) -> Scorer:
         self.set_environment_vars()
-        from pipelines.staging import local_model  # a bucket URI: staged once per worker process
+        from pipelines.core.staging import local_model  # a bucket URI: staged once per worker process
 
         return load_scorer(local_model(self._model_dir), self._options)
 

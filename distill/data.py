@@ -1,6 +1,6 @@
 """Labelled paragraphs for the student: load, validate, split by article, batch.
 
-Labels come as the LABELS dataset (`pipelines.schemas.LABELS`) or the shared
+Labels come as the LABELS dataset (`pipelines.core.schemas.LABELS`) or the shared
 `teacher_labels_v1.parquet` (which carries text, pmcid and article_file). Rows without text are
 joined to PARAGRAPHS by `id` (or by article and path). Every row that cannot be trained on (empty
 text, missing or unknown labels, NaN or out-of-range scores, duplicates) is skipped and counted by
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
+from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
 
 @dataclass
@@ -179,7 +179,7 @@ def load_labels(
     domain_labels: tuple[str, ...] = DOMAIN_LABELS,
 ) -> LabelledSet:
     """Read label datasets (files, directories, globs), join text from paragraphs where needed, validate."""
-    from pipelines.io import read_table
+    from pipelines.core.io import read_table
 
     rows = read_table(labels).to_pylist()
     if paragraphs:

@@ -68,7 +68,7 @@ def run_evaluate(
     from distill.data import load_labels
     from distill.model import StudentModel
     from distill.predict import predict_logits
-    from pipelines.io import write_json
+    from pipelines.core.io import write_json
 
     model = StudentModel.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

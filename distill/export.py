@@ -143,7 +143,7 @@ Training time: {summary["train_seconds"]:.0f} s.
 
 def export_student(model, tokenizer, output: str, summary: dict) -> dict:
     """Save model, tokenizer, agreement.json, training.json and the model card into `output`."""
-    from pipelines.io import write_json
+    from pipelines.core.io import write_json
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)

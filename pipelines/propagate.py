@@ -22,10 +22,17 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from distill.beam_handler import METRICS_NAMESPACE, StudentModelHandler
 from distill.inference import InferenceOptions, model_id, with_options
-from pipelines.io import WriteDataset, WriteDeadLetters, dataset_dir, dead_letter, parquet_files, write_json
-from pipelines.options import pipeline_options
-from pipelines.schemas import PARAGRAPHS, SCORE_COLUMNS, SCORED
-from pipelines.staging import local_model, model_name
+from pipelines.core.io import (
+    WriteDataset,
+    WriteDeadLetters,
+    dataset_dir,
+    dead_letter,
+    parquet_files,
+    write_json,
+)
+from pipelines.core.options import pipeline_options
+from pipelines.core.schemas import PARAGRAPHS, SCORE_COLUMNS, SCORED
+from pipelines.core.staging import local_model, model_name
 
 STAGE = "propagate"
 _LOAD_METRIC = "load_model_latency_milli_secs"  # RunInference's distribution, one entry per model load

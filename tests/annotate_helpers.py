@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.schemas import PARAGRAPHS, conform
+from pipelines.core.schemas import PARAGRAPHS, conform
 
 
 def paragraph_rows(labels_path: Path, manifest: Path | None = None, limit: int | None = None) -> list[dict]:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.io import write_table
-from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, SCORED, conform
+from pipelines.core.io import write_table
+from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, SCORED, conform
 
 
 def path_key(path: str) -> tuple[int, ...]:

@@ -11,7 +11,9 @@ import pytest
 
 from annotators.cache import AnswerCache
 from annotators.ledger import Ledger
-from annotators.loop import (
+from annotators.sampling import uniform_draw
+from annotators.teachers.replay import ReplayTeacher
+from pipelines.app.loop import (
     EmbeddingStore,
     LoopConfig,
     article_key,
@@ -19,8 +21,6 @@ from annotators.loop import (
     run_loop,
     teacher_labeller,
 )
-from annotators.sampling import uniform_draw
-from annotators.teachers.replay import ReplayTeacher
 
 N_ROWS = 240
 
@@ -140,7 +140,7 @@ def test_patience_stops_when_agreement_stalls(data, teacher_labels, tmp_path):
 def test_cli_runs_and_resumes(data, teacher_labels, tmp_path):
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from pipelines.app.cli import app
 
     out = tmp_path / "out"
     args = [

@@ -8,8 +8,8 @@ from fake_openai import FAULTS, FakeConfig, FakeOpenAI
 from typer.testing import CliRunner
 
 from annotators.annotate import run_annotate
-from pipelines.cli import app
-from pipelines.io import read_json, read_table
+from pipelines.app.cli import app
+from pipelines.core.io import read_json, read_table
 
 KEY = "sk-cli-SECRET-7f3a9b21c0"
 

@@ -15,7 +15,7 @@ from annotators.ledger import Ledger
 from annotators.teachers import TeacherError
 from annotators.teachers.base import retry_after_seconds
 from annotators.teachers.openai_chat import OpenAITeacher
-from pipelines.schemas import LABELS
+from pipelines.core.schemas import LABELS
 
 KEY = "sk-test-Zq81SECRETkey0042xy"
 

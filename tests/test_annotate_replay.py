@@ -10,8 +10,8 @@ from annotate_helpers import paragraph_rows, read_dead_letters, write_paragraphs
 
 from annotators.annotate import run_annotate
 from annotators.teachers.replay import PACKAGED_RECORDINGS, ReplayTeacher
-from pipelines.io import read_table
-from pipelines.schemas import LABELS
+from pipelines.core.io import read_table
+from pipelines.core.schemas import LABELS
 
 OPEN = ("CC BY", "CC0", "Public")
 

@@ -15,7 +15,7 @@ from fake_openai import FakeConfig, FakeOpenAI
 from annotators.annotate import run_annotate
 from annotators.cache import AnswerCache, cache_key, text_sha256
 from annotators.prompts import PROMPT_VERSION
-from pipelines.io import read_table
+from pipelines.core.io import read_table
 
 SCRIPT = textwrap.dedent(
     """

@@ -12,7 +12,7 @@ from annotators.annotate import NothingLabelled, run_annotate
 from annotators.budget import SpendGuardError, row_tokens
 from annotators.prompts import PROMPT_VERSION
 from annotators.teachers.openai_chat import MAX_ANSWER_TOKENS
-from pipelines.cli import app
+from pipelines.app.cli import app
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from annotators.taxonomy import (
     parse_answer,
 )
 from annotators.teachers.completions import answer_from_completion, soft_labels
-from pipelines.schemas import DOCUMENT_TYPE_LABELS as SCHEMA_DOCUMENT_TYPES
+from pipelines.core.schemas import DOCUMENT_TYPE_LABELS as SCHEMA_DOCUMENT_TYPES
 
 
 def test_taxonomy_orders_are_the_schema_orders():

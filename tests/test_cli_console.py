@@ -13,8 +13,8 @@ import pytest
 from tqdm import tqdm
 from typer.testing import CliRunner
 
-from pipelines import console
-from pipelines.cli import app
+from pipelines.app.cli import app
+from pipelines.core import console
 
 DEMO = Path(__file__).resolve().parents[1] / "demo" / "articles"
 

@@ -7,7 +7,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from pipelines.app.cli import app
 
 COMMANDS = typer.main.get_command(app).commands
 # Commands whose positional arguments are input datasets; `report` takes one run directory.

@@ -66,8 +66,8 @@ def cluster():
 def test_short_flags_choose_the_dask_runner():
     from apache_beam.runners.dask.dask_runner import DaskOptions
 
-    from pipelines.dask_runner import RUNNER, LocalClusterOptions
-    from pipelines.options import pipeline_options
+    from pipelines.core.dask_runner import RUNNER, LocalClusterOptions
+    from pipelines.core.options import pipeline_options
 
     options = pipeline_options(["--runner=dask", "--dask_address=tcp://10.0.0.5:8786"])
     assert options.get_all_options()["runner"] == RUNNER
@@ -94,7 +94,7 @@ def articles(pmc_sample: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def ingested(articles, cluster, tmp_path_factory) -> dict:
-    from pipelines.ingest import run_ingest
+    from pipelines.ingest.pipeline import run_ingest
 
     root = tmp_path_factory.mktemp("ingest")
     direct = run_ingest(articles, str(root / "direct"))
@@ -175,7 +175,7 @@ def test_propagate_spreads_over_both_workers_with_one_model_each(propagated):
 
 @pytest.fixture(scope="module")
 def subsets(propagated, cluster) -> dict:
-    from pipelines.subsets import run_subsets
+    from pipelines.subsets.pipeline import run_subsets
 
     root = propagated["root"]
     out = {}
@@ -187,7 +187,7 @@ def subsets(propagated, cluster) -> dict:
 
 
 def test_subsets_on_dask_equal_direct(subsets):
-    from pipelines.subsets import read_documents
+    from pipelines.subsets.pipeline import read_documents
 
     root = subsets["root"]
     assert set(subsets["dask"]["subsets"]) == set(subsets["direct"]["subsets"]) and subsets["dask"]["subsets"]
@@ -258,7 +258,7 @@ def test_annotate_openai_on_dask_equals_direct(label_rows, cluster, teacher_labe
 
 
 def test_a_cluster_is_started_for_the_pipeline_when_no_address_is_given(pmc_sample, tmp_path):
-    from pipelines.ingest import run_ingest
+    from pipelines.ingest.pipeline import run_ingest
 
     inputs = [str(pmc_sample / a) for a in ("PMC12061466.xml", "PMC13261293.xml")]
     before = children()
@@ -275,7 +275,7 @@ def test_run_config_on_dask_equals_direct(cluster, tmp_path):
 
     import yaml
 
-    from pipelines.orchestrate import load_config, run
+    from pipelines.app.orchestrate import load_config, run
 
     demo = Path(__file__).resolve().parents[1] / "demo"
     (tmp_path / "articles").mkdir()
@@ -296,7 +296,7 @@ def test_run_config_on_dask_equals_direct(cluster, tmp_path):
     assert labels_and_dead(dask / "annotate") == labels_and_dead(direct / "annotate")
     scored = rows(dask / "propagate" / "scored", ["id", "document_type", "domain"])
     assert scored == rows(direct / "propagate" / "scored", ["id", "document_type", "domain"]) and scored
-    from pipelines.subsets import read_documents
+    from pipelines.subsets.pipeline import read_documents
 
     for recipe in ("BE-Base", "BE-ClinicalCase"):
         documents = read_documents(str(dask / "subsets"), recipe)

@@ -28,7 +28,7 @@ from distill.train import (
     tokenize_for_heads,
     train_encoder,
 )
-from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
+from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ import yaml
 from apache_beam.io.filesystems import FileSystems
 from objectstores import S3_KEY_ID, S3_SECRET
 
-from pipelines import uris
-from pipelines.io import read_table
-from pipelines.orchestrate import STAGE_DIRS, ConfigError, load_config, run
+from pipelines.app.orchestrate import STAGE_DIRS, ConfigError, load_config, run
+from pipelines.core import uris
+from pipelines.core.io import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo"
@@ -127,7 +127,7 @@ def test_s3_rerun_skips_every_stage_and_a_truncated_object_is_redone(s3_run):
 
 
 def test_propagate_stages_the_bucket_model_once_into_the_cache(s3_run, tmp_path, monkeypatch):
-    from pipelines import staging
+    from pipelines.core import staging
     from pipelines.propagate import run_propagate
 
     root, _ = s3_run
@@ -160,7 +160,7 @@ def test_gcs_run_scores_like_the_local_run(object_stores, local_run, tmp_path):
 def test_a_missing_bucket_is_one_line_and_exit_code_2(object_stores, tmp_path, scheme):
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from pipelines.app.cli import app
 
     config = make_config(
         tmp_path, [str(DEMO / "articles" / ARTICLES[0])], f"{scheme}://h19-no-such-bucket/out"
@@ -197,7 +197,7 @@ def test_denied_access_names_the_permission_and_leaks_no_credential(object_store
     requests.post(reset, data=b"0", timeout=10)  # from now on the server checks every request
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "run", "-c", str(config)],
+            [sys.executable, "-m", "pipelines.app.cli", "run", "-c", str(config)],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -226,7 +226,7 @@ def test_a_run_killed_mid_stage_on_s3_resumes_with_nothing_lost_or_duplicated(
         for path in uris.list_under(src):
             uris.write_bytes(root + path[len(source_root) :], uris.read_bytes(path))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.cli", "run", "-c", str(config), "-o", root],
+        [sys.executable, "-m", "pipelines.app.cli", "run", "-c", str(config), "-o", root],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         cwd=REPO,

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.recipe import PAPER_PRESETS
+from pipelines.app.cli import app
+from pipelines.subsets.recipe import PAPER_PRESETS
 
 pytestmark = pytest.mark.slow
 

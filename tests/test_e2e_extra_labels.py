@@ -7,9 +7,9 @@ from importlib import resources
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.extra_labels import prepare_extra_labels
-from pipelines.io import write_table
-from pipelines.schemas import LABELS
+from pipelines.app.extra_labels import prepare_extra_labels
+from pipelines.core.io import write_table
+from pipelines.core.schemas import LABELS
 
 
 def test_recorded_labels_become_labels_without_the_runs_articles(tmp_path):

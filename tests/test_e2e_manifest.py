@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from subsets_scored import scored_rows, write_scored
 
-from pipelines.manifest import MANIFEST, input_fingerprint, read_manifest, verify, write_manifest
+from pipelines.core.manifest import MANIFEST, input_fingerprint, read_manifest, verify, write_manifest
 
 
 @pytest.fixture()

@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.orchestrate import STAGE_DIRS, ConfigError, StageFailed, load_config, run
-from pipelines.recipe import load_recipe
-from pipelines.schemas import LABELS, PARAGRAPHS, SCORED, SUBSET_DOCUMENTS
-from pipelines.subsets import article_factor, read_documents
+from pipelines.app.orchestrate import STAGE_DIRS, ConfigError, StageFailed, load_config, run
+from pipelines.core.schemas import LABELS, PARAGRAPHS, SCORED, SUBSET_DOCUMENTS
+from pipelines.subsets.pipeline import article_factor, read_documents
+from pipelines.subsets.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo"
@@ -176,7 +176,7 @@ def test_an_empty_input_fails_at_once_and_the_old_report_is_not_left_stale(tmp_p
 
 
 def test_allow_empty_lets_an_empty_stage_pass(tmp_path):
-    from pipelines.summary import EmptyOutput, check_output, summarize
+    from pipelines.core.summary import EmptyOutput, check_output, summarize
 
     (tmp_path / "empty").mkdir()
     stats = {"articles_read": 0, "paragraphs_written": 0}
@@ -187,7 +187,7 @@ def test_allow_empty_lets_an_empty_stage_pass(tmp_path):
 
 def _stage(tmp_path, name, errors):
     """A stage whose run raises the given errors in turn, then succeeds."""
-    from pipelines.orchestrate import Stage
+    from pipelines.app.orchestrate import Stage
 
     calls = []
 
@@ -201,7 +201,7 @@ def _stage(tmp_path, name, errors):
 
 
 def test_only_failures_a_retry_can_fix_are_retried(tmp_path):
-    from pipelines.orchestrate import RunConfig, RunLog, _run_stage
+    from pipelines.app.orchestrate import RunConfig, RunLog, _run_stage
 
     cfg = RunConfig(output=str(tmp_path), inputs=[], retries=2)
     log = RunLog(tmp_path, quiet=True)
@@ -233,7 +233,7 @@ def test_only_failures_a_retry_can_fix_are_retried(tmp_path):
 def test_every_stage_section_is_checked_before_the_first_stage(tmp_path, section, value, message):
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from pipelines.app.cli import app
 
     path = make_config(tmp_path, [str(DEMO / "articles" / ARTICLES[0])])
     config = yaml.safe_load(path.read_text())
@@ -284,7 +284,7 @@ def test_sigint_during_a_beam_stage_stops_at_once_and_resumes_to_the_same_output
     shutil.copytree(finished, root)
     for stage in ("propagate", "subsets"):
         shutil.rmtree(root / stage)
-    command = [sys.executable, "-m", "pipelines.cli", "run", "-c", str(finished.parent / "config.yaml")]
+    command = [sys.executable, "-m", "pipelines.app.cli", "run", "-c", str(finished.parent / "config.yaml")]
     proc = subprocess.Popen(
         [*command, "-o", str(root)],
         stderr=subprocess.PIPE,

@@ -18,9 +18,9 @@ from apache_beam.options.pipeline_options import (
 )
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.options import pipeline_options
-from pipelines.schemas import PARAGRAPHS, conform
+from pipelines.app.cli import app
+from pipelines.core.options import pipeline_options
+from pipelines.core.schemas import PARAGRAPHS, conform
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_COMMANDS = ["ingest", "annotate", "propagate", "subsets"]

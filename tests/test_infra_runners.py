@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, PARAGRAPHS
+from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, PARAGRAPHS
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTICLES = ["PMC12061466.xml", "PMC13261293.xml", "PMC1481595.xml"]  # research article, case study, 2006 BMC
@@ -51,9 +51,9 @@ def table(path: Path):
 @pytest.fixture(scope="module")
 def portable(pmc_sample: Path, teacher_labels: Path, tmp_path_factory) -> dict:
     from distill.quick_student import build_quick_student
-    from pipelines.ingest import run_ingest
+    from pipelines.ingest.pipeline import run_ingest
     from pipelines.propagate import run_propagate
-    from pipelines.subsets import run_subsets
+    from pipelines.subsets.pipeline import run_subsets
 
     root = tmp_path_factory.mktemp("portable")
     student = build_quick_student(teacher_labels, root / "student", n=64, max_seq_length=128)
@@ -97,7 +97,7 @@ def test_full_pipeline_runs_on_the_portable_runner(portable, pmc_sample):
 
     base = subsets["subsets"]["BE-Base"]
     assert base["articles_read"] == 3 and base["paragraphs_read"] == len(paragraphs)
-    from pipelines.subsets import read_documents
+    from pipelines.subsets.pipeline import read_documents
 
     documents = read_documents(str(portable["root"] / "subsets"), "BE-Base")
     assert {d["article_id"] for d in documents} == manifest_pmcids(pmc_sample)

@@ -68,9 +68,9 @@ def worker_pool(tmp_path_factory):
 
 def test_stages_on_the_external_worker_pool_equal_direct(worker_pool, pmc_sample, teacher_labels, tmp_path):
     from distill.quick_student import build_quick_student
-    from pipelines.ingest import run_ingest
+    from pipelines.ingest.pipeline import run_ingest
     from pipelines.propagate import run_propagate
-    from pipelines.subsets import read_documents, run_subsets
+    from pipelines.subsets.pipeline import read_documents, run_subsets
 
     address, pool = worker_pool
     external = [

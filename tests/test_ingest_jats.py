@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from ingest_fixtures import ARTICLE, CountingServer, hostile_documents
 
-from pipelines import jats
+from pipelines.ingest import jats
 
 
 def parse(pmc_sample: Path, name: str) -> jats.Article:

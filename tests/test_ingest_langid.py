@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import jats, langid
+from pipelines.ingest import jats, langid
 
 
 def manifest_languages(pmc_sample: Path) -> dict[str, str]:

@@ -9,9 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 from ingest_fixtures import FILELIST_HEADER, hostile_documents, make_package
 
-from pipelines import jats, schemas
-from pipelines.ingest import article_rows, license_from_code, run_ingest
-from pipelines.io import read_table
+from pipelines.core import schemas
+from pipelines.core.io import read_table
+from pipelines.ingest import jats
+from pipelines.ingest.pipeline import article_rows, license_from_code, run_ingest
 
 
 def dead_letters(out: Path) -> list[dict]:
@@ -192,7 +193,7 @@ def test_portable_runner_embedded_job_service(pmc_sample, tmp_path):
 
 
 def test_min_tokens_and_licence_codes(pmc_sample):
-    from pipelines import jats
+    from pipelines.ingest import jats
 
     article = jats.parse_article((pmc_sample / "PMC4735918.xml").read_bytes(), "PMC4735918")
     all_rows = article_rows(article, "src", min_tokens=0)
@@ -206,8 +207,8 @@ def test_min_tokens_and_licence_codes(pmc_sample):
 
 
 def test_corrupt_package_keeps_members_read_before_the_error(pmc_sample, tmp_path):
-    from pipelines.ingest import ReadTask
-    from pipelines.sources import Task
+    from pipelines.ingest.pipeline import ReadTask
+    from pipelines.ingest.sources import Task
 
     package = make_package(pmc_sample, tmp_path, ["PMC4735918.xml", "PMC10167360.xml"])
     data = package.read_bytes()
@@ -229,7 +230,7 @@ def test_corrupt_package_keeps_members_read_before_the_error(pmc_sample, tmp_pat
 def test_an_input_that_names_nothing_stops_the_run_before_it_starts(tmp_path, pmc_sample):
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from pipelines.app.cli import app
 
     real = str(pmc_sample / "PMC10300000.xml")
     with pytest.raises(FileNotFoundError, match="no-such-folder"):
@@ -240,7 +241,7 @@ def test_an_input_that_names_nothing_stops_the_run_before_it_starts(tmp_path, pm
 
 
 def test_latest_copy_wins_whatever_the_order():
-    from pipelines.ingest import Candidate, choose_latest
+    from pipelines.ingest.pipeline import Candidate, choose_latest
 
     v1 = Candidate("oa/PMC1.1/PMC1.1.xml", [], {}, version=1, file_updated="2026-03-01T00:00:00Z")
     v2 = Candidate("oa/PMC1.2/PMC1.2.xml", [], {}, version=2, file_updated="2026-01-01T00:00:00Z")

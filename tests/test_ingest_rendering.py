@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import jats, mathml
-from pipelines.ingest import summarize
+from pipelines.ingest import jats, mathml
+from pipelines.ingest.pipeline import summarize
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rendering"
 

@@ -6,7 +6,7 @@ import json
 
 from ingest_fixtures import FILELIST_HEADER, make_package
 
-from pipelines import sources
+from pipelines.ingest import sources
 
 
 def test_tar_members_are_streamed_without_unpacking(pmc_sample, tmp_path):

@@ -7,8 +7,8 @@ import pytest
 import smart_open
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import uris
-from pipelines.io import read_table, write_table
+from pipelines.core import uris
+from pipelines.core.io import read_table, write_table
 
 
 @pytest.fixture(params=["s3", "gs"])

@@ -35,7 +35,7 @@ from distill.inference import (
     token_budget_batches,
     tokenize,
 )
-from pipelines.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, SCORE_COLUMNS
+from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, SCORE_COLUMNS
 
 ODD_TEXTS = [
     "",
@@ -312,7 +312,7 @@ def test_run_propagate_rejects_int8_with_bf16_before_scoring(student_dir, paragr
 def test_cli_help_lists_the_options():
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from pipelines.app.cli import app
 
     result = CliRunner().invoke(app, ["propagate", "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output

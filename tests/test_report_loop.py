@@ -9,9 +9,9 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from annotators.loop import article_key, run_loop_from_paths
 from annotators.sampling import uniform_draw
-from pipelines.report import write_report
+from pipelines.app.loop import article_key, run_loop_from_paths
+from pipelines.app.report import write_report
 
 SECTION = "Agreement vs teacher labels spent"
 N_ROWS = 160

@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from subsets_scored import scored_rows, write_scored
 
-from pipelines.io import write_table
-from pipelines.report import PAPER_SCORE_TABLE, score_distribution, write_report
-from pipelines.schemas import LABELS, conform
-from pipelines.subsets import run_subsets
+from pipelines.app.report import PAPER_SCORE_TABLE, score_distribution, write_report
+from pipelines.core.io import write_table
+from pipelines.core.schemas import LABELS, conform
+from pipelines.subsets.pipeline import run_subsets
 
 WIDTH, HEIGHT = 1280, 2000
 
@@ -140,7 +140,7 @@ def test_report_renders_in_a_headless_browser(run_root, tmp_path):
 
 
 def test_confusion_cells_stay_readable_and_error_metrics_are_charted_apart():
-    from pipelines.report import lower_is_better, text_color
+    from pipelines.app.report import lower_is_better, text_color
 
     assert text_color(40, 40) == "white" and text_color(1, 40) != "white"  # dark cell, light cell
     assert lower_is_better("educational_score_mae")

@@ -1,7 +1,7 @@
 import pyarrow as pa
 import pytest
 
-from pipelines import schemas
+from pipelines.core import schemas
 
 
 def test_scored_extends_paragraphs_with_release_columns():

@@ -12,10 +12,10 @@ import yaml
 from subsets_scored import scored_rows, write_scored
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.recipe import PAPER_PRESETS, load_recipe
-from pipelines.schemas import SUBSET_DOCUMENTS
-from pipelines.subsets import article_factor, read_documents, run_subsets
+from pipelines.app.cli import app
+from pipelines.core.schemas import SUBSET_DOCUMENTS
+from pipelines.subsets.pipeline import article_factor, read_documents, run_subsets
+from pipelines.subsets.recipe import PAPER_PRESETS, load_recipe
 
 N_ARTICLES = 160
 

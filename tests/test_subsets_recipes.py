@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from subsets_scored import scored_rows
 
-from pipelines.recipe import PAPER_PRESETS, RecipeError, load_recipe, load_recipes, parse_recipe
-from pipelines.subsets import (
+from pipelines.subsets.pipeline import (
     article_documents,
     article_factor,
     order_paragraphs,
     score_int,
     shuffle_key,
 )
+from pipelines.subsets.recipe import PAPER_PRESETS, RecipeError, load_recipe, load_recipes, parse_recipe
 
 
 def words(text: str) -> int:

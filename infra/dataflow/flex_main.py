@@ -31,7 +31,7 @@ class Stage:
 
 STAGES: dict[str, Stage] = {
     "ingest": Stage(
-        "pipelines.ingest",
+        "pipelines.ingest.pipeline",
         "run_ingest",
         ("inputs",),
         {"output": str, "min_tokens": int},
@@ -67,7 +67,7 @@ STAGES: dict[str, Stage] = {
         ("inputs", "model_dir", "output"),
     ),
     "subsets": Stage(
-        "pipelines.subsets",
+        "pipelines.subsets.pipeline",
         "run_subsets",
         ("scored",),
         {"recipe": str, "output": str},
