@@ -72,7 +72,10 @@ class WriteDeadLetters(beam.PTransform):
 
 
 def parquet_files(paths: Iterable[str]) -> list[str]:
-    """Expand dataset roots, directories and globs into the Parquet files they hold, sorted."""
+    """Expand dataset roots, directories and globs into the Parquet files they hold: the paths in the
+    order given, each one's files sorted (rows come in the same order whether a path is local or a
+    bucket URI, which would otherwise sort apart)."""
+    paths = list(paths)
     files: list[str] = []
     for path in paths:
         if path.endswith(".parquet") and "*" not in path:
@@ -80,8 +83,8 @@ def parquet_files(paths: Iterable[str]) -> list[str]:
             continue
         is_glob = any(c in path for c in "*?[")
         pattern = path if is_glob else FileSystems.join(path.rstrip("/"), "**.parquet")
-        files.extend(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
-    files = sorted(set(f for f in files if f.endswith(".parquet")))
+        files.extend(sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list))
+    files = [f for f in dict.fromkeys(files) if f.endswith(".parquet")]
     if not files:
         raise FileNotFoundError(f"no Parquet files under {list(paths)}")
     return files

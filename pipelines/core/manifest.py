@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.core import uris
 from pipelines.core.schemas import SCHEMA_VERSION
 
 MANIFEST = "_manifest.json"
@@ -184,7 +185,7 @@ def verify(
     """
     manifest = read_manifest(root)
     if manifest is None:
-        if not FileSystems.exists(root):
+        if not uris.exists(root):  # a bucket "directory" is a prefix: exists if it holds objects
             return Check(False, "not run yet")
         return Check(False, "unfinished earlier (no manifest): starting it again")
     if manifest.get("schema_version") != SCHEMA_VERSION:
