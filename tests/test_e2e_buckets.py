@@ -179,7 +179,7 @@ def test_denied_access_names_the_permission_and_leaks_no_credential(object_store
     import requests
 
     bucket = object_stores.new_bucket("s3")
-    iam = boto3.client("iam")
+    iam = boto3.client("iam", endpoint_url=object_stores.s3_endpoint)  # moto serves IAM on the same port
     iam.create_user(UserName="reader")
     policy = {
         "Version": "2012-10-17",

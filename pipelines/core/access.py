@@ -7,8 +7,10 @@ after half a run. Only the error class and the server's error code are shown: ne
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from contextlib import contextmanager
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -73,10 +75,31 @@ def _code(text: str) -> str:
     return f", HTTP {found.group(1)}" if found else ""
 
 
+@contextmanager
+def _quiet_beam():
+    """Beam logs a traceback at ERROR for a failed upload before raising; the one-line error is ours."""
+    logging.disable(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _head_s3_bucket(uri: str) -> None:
+    """Beam's S3 listing treats a missing bucket as an empty one: ask S3 about the bucket itself, with
+    the client Beam's S3 file system builds from the same options (endpoint, region, credentials)."""
+    from apache_beam.io.aws.clients.s3 import boto3_client
+
+    client = boto3_client.Client(FileSystems._pipeline_options)  # noqa: SLF001 - set by uris.configure
+    client.client.head_bucket(Bucket=bucket_of(uri).partition("://")[2])
+
+
 def check_readable(uri: str) -> None:
     """The bucket of an input URI exists and we may list it (the input itself may be a glob)."""
     uris.ensure_configured()
     try:
+        if uri.lower().startswith("s3://"):
+            _head_s3_bucket(uri)
         FileSystems.match([uri if any(c in uri for c in "*?[") else uri.rstrip("/") + "*"], limits=[1])
     except Exception as e:  # noqa: BLE001 - classified below; anything else is not ours to explain
         raise explain(e, uri, "list") or e from None
@@ -87,7 +110,7 @@ def check_writable(root: str) -> None:
     uris.ensure_configured()
     probe = uris.join(root, f"_write_probe-{os.getpid()}")
     try:
-        with FileSystems.create(probe) as f:
+        with _quiet_beam(), FileSystems.create(probe) as f:
             f.write(b"probe")  # not empty: Beam's S3 writer cannot create an empty object
         FileSystems.delete([probe])
     except Exception as e:  # noqa: BLE001 - classified below
