@@ -183,7 +183,10 @@ def test_denied_access_names_the_permission_and_leaks_no_credential(object_store
     iam.create_user(UserName="reader")
     policy = {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetObject"], "Resource": "*"}],
+        # moto checks HEAD bucket as "s3:HeadBucket" (AWS: s3:ListBucket), so that is allowed too
+        "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:HeadBucket", "s3:GetObject"], "Resource": "*"}
+        ],
     }
     iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName="reader")["AccessKey"]
