@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 import smart_open
@@ -50,3 +52,27 @@ def test_upload_and_download_a_tree(bucket, tmp_path):
     uris.download_tree(f"{bucket}/model", str(tmp_path / "dst"))
     assert (tmp_path / "dst" / "config.json").read_text() == "{}"
     assert (tmp_path / "dst" / "sub" / "w.bin").read_bytes() == bytes(range(256)) * 100
+
+
+def test_a_model_tarball_on_a_bucket_is_staged_once_per_process(object_stores, tmp_path, monkeypatch):
+    import tarfile
+
+    from pipelines.core import staging
+
+    uris.configure([])
+    bucket = object_stores.new_bucket("s3")
+    (tmp_path / "student").mkdir()
+    (tmp_path / "student" / "config.json").write_text('{"backbone": "x"}')
+    (tmp_path / "student" / "model.safetensors").write_bytes(b"w" * 1000)
+    with tarfile.open(tmp_path / "student.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "student", arcname="student")
+    uris.write_bytes(f"{bucket}/models/student.tar.gz", (tmp_path / "student.tar.gz").read_bytes())
+    monkeypatch.setenv("BIOMED_ENRICH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(staging, "_staged", {})  # a fresh worker process
+
+    local = staging.local_model(f"{bucket}/models/student.tar.gz")
+    assert Path(local).is_relative_to(tmp_path / "cache" / "models")
+    assert (Path(local) / "model.safetensors").read_bytes() == b"w" * 1000  # the folder in the tarball
+    uris.delete_tree(f"{bucket}/models")  # a second call in this process must not fetch again
+    assert staging.local_model(f"{bucket}/models/student.tar.gz") == local
+    assert staging.model_name(f"{bucket}/models/student.tar.gz") == "student"
