@@ -73,7 +73,9 @@ class StudentModelHandler(ModelHandler[dict, PredictionResult, Scorer]):
 
     def load_model(self) -> Scorer:
         self.set_environment_vars()
-        return load_scorer(self._model_dir, self._options)
+        from pipelines.core.staging import local_model  # a bucket URI: staged once per worker process
+
+        return load_scorer(local_model(self._model_dir), self._options)
 
     def run_inference(
         self, batch: Sequence[dict], model: Scorer, inference_args: dict[str, Any] | None = None

@@ -34,6 +34,7 @@ from pipelines.core.io import (
 )
 from pipelines.core.options import pipeline_options
 from pipelines.core.schemas import PARAGRAPHS, SCORE_COLUMNS, SCORED
+from pipelines.core.staging import local_model, model_name
 
 STAGE = "propagate"
 _LOAD_METRIC = "load_model_latency_milli_secs"  # RunInference's distribution, one entry per model load
@@ -165,7 +166,9 @@ def run_propagate(
     files = parquet_files(inputs)
     schema = scored_schema(input_schema(files))
     total = count_rows(files)
-    model = model_id(model_dir)
+    model = model_id(local_model(model_dir))
+    if local_model(model_dir) != model_dir:  # staged from a bucket: named after the URI, not the cache
+        model = f"{model_name(model_dir)}@{model.split('@', 1)[1]}"
     beam_options = pipeline_options(beam_args)
     runner = str(beam_options.get_all_options().get("runner") or "DirectRunner")
     local = runner in ("DirectRunner", "direct", "InteractiveRunner")

@@ -37,3 +37,7 @@ def pmc_sample() -> Path:
 @pytest.fixture(scope="session")
 def teacher_labels() -> Path:
     return require_shared(LABELS, "teacher labels")
+
+
+# The S3 and GCS servers (session-scoped, started only when a test asks for them).
+from objectstores import object_stores  # noqa: E402, F401

@@ -78,7 +78,9 @@ def one_line_errors(command):
         from pipelines.app.orchestrate import StageFailed
         from pipelines.core.console import Interrupted, catch_interrupts, raise_if_interrupted, session
         from pipelines.core.summary import EmptyOutput
+        from pipelines.core.uris import ensure_configured
 
+        ensure_configured()  # bucket paths work in every command; Beam flags refine it per pipeline
         try:
             with session(quiet=bool(kwargs.get("quiet"))), catch_interrupts():
                 try:

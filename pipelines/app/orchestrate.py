@@ -15,7 +15,6 @@ the run at once (`pipelines.core.console.Interrupted`), leaving the finished sta
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.app.run_layout import STAGE_DIRS, STAGES
+from pipelines.core import uris
 from pipelines.core.extras import require
 from pipelines.core.summary import EmptyOutput
 from pipelines.ingest.jats import TEXT_RENDERING
@@ -65,7 +65,7 @@ def resolve_path(value: str, base: Path) -> str:
         package, _, name = value[len("package:") :].partition("/")
         return str(resources.files(package).joinpath(name))
     if "://" in value or Path(value).is_absolute():
-        return value
+        return value.rstrip("/") if uris.is_remote(value) else value
     return str((base / value).resolve())
 
 
@@ -111,6 +111,7 @@ def load_config(path: str | Path, *, output: str | None = None) -> RunConfig:
             raise ConfigError(f"'{key}' must be true or false")
     check_sections(stages)
     output_path = out if output else resolve_path(out, base)
+    _check_buckets(resolved_inputs, output_path, [str(a) for a in beam_args])
     return RunConfig(
         output=output_path,
         inputs=resolved_inputs,
@@ -120,6 +121,19 @@ def load_config(path: str | Path, *, output: str | None = None) -> RunConfig:
         verify_hashes=bool(raw.get("verify_hashes", True)),
         allow_empty=bool(raw.get("allow_empty", False)),
     )
+
+
+def _check_buckets(inputs: list[str], output: str, beam_args: list[str]) -> None:
+    """Missing buckets and denied permissions are config errors, found before the first stage."""
+    from pipelines.core.access import StorageError, check_run_paths
+
+    if not any(uris.is_remote(p) for p in [*inputs, output]):
+        return
+    uris.configure(beam_args)  # Beam's --s3_* flags reach these checks too
+    try:
+        check_run_paths(inputs, output)
+    except StorageError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _resolve_section_paths(stages: dict[str, dict], base: Path) -> None:
@@ -167,11 +181,11 @@ class Stage:
 
 def plan(cfg: RunConfig) -> list[Stage]:
     """The stages of a run, wired through the stage contracts (see COMMON stage contracts / docs)."""
-    root = Path(cfg.output)
-    d = {stage: str(root / sub) for stage, sub in STAGE_DIRS.items()}
-    paragraphs = str(Path(d["ingest"]) / "paragraphs")
-    labels = str(Path(d["annotate"]) / "labels")
-    scored = str(Path(d["propagate"]) / "scored")
+    root = cfg.output
+    d = {stage: uris.join(root, sub) for stage, sub in STAGE_DIRS.items()}
+    paragraphs = uris.join(d["ingest"], "paragraphs")
+    labels = uris.join(d["annotate"], "labels")
+    scored = uris.join(d["propagate"], "scored")
     s = cfg.stages
     train_cfg = dict(s["train"])
     extra = train_cfg.pop("extra_labels", [])
@@ -191,15 +205,17 @@ def plan(cfg: RunConfig) -> list[Stage]:
         require("train", "the train stage")
         from distill.train import run_train
         from pipelines.app.extra_labels import prepare_extra_labels
+        from pipelines.core.staging import local_output
 
         sources = [labels]
-        if extra:
-            prepared = str(Path(d["train"]) / "training_data" / "extra_labels.parquet")
-            prepare_extra_labels(
-                extra, [paragraphs], prepared, sample=extra_sample, seed=train_cfg.get("seed", 0)
-            )
-            sources.append(prepared)
-        return run_train(sources, d["train"], paragraphs=[paragraphs], **train_cfg)
+        with local_output(d["train"]) as model_dir:  # torch writes local files: uploaded when done
+            if extra:
+                prepared = str(Path(model_dir) / "training_data" / "extra_labels.parquet")
+                prepare_extra_labels(
+                    extra, [paragraphs], prepared, sample=extra_sample, seed=train_cfg.get("seed", 0)
+                )
+                sources.append(prepared)
+            return run_train(sources, model_dir, paragraphs=[paragraphs], **train_cfg)
 
     def propagate():
         require("train", "the propagate stage")
@@ -220,7 +236,7 @@ def plan(cfg: RunConfig) -> list[Stage]:
         require("report", "the report")
         from pipelines.app.report import write_report
 
-        return write_report(str(root), **s["report"])
+        return write_report(root, **s["report"])
 
     return [
         Stage(
@@ -235,25 +251,25 @@ def plan(cfg: RunConfig) -> list[Stage]:
         Stage("train", d["train"], [d["annotate"], d["ingest"], *extra], s["train"], train),
         Stage("propagate", d["propagate"], [d["ingest"], d["train"]], s["propagate"], propagate),
         Stage("subsets", d["subsets"], [d["propagate"]], s["subsets"], subsets),
-        Stage("report", str(root / "report.html"), [], s["report"], report),
+        Stage("report", uris.join(root, "report.html"), [], s["report"], report),
     ]
 
 
 class RunLog:
     """Progress lines on stderr and in `<root>/run.log`; per-stage status in `<root>/_run.json`."""
 
-    def __init__(self, root: Path, quiet: bool = False):
+    def __init__(self, root: Path | uris.RemotePath, quiet: bool = False):
         self.root, self.quiet = root, quiet
         root.mkdir(parents=True, exist_ok=True)
         self.state_path = root / "_run.json"
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"stages": {}}
+        self.log_path = root / "run.log"
 
     def say(self, message: str, echo: bool = True) -> None:
         from pipelines.core.console import write
 
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {message}"
-        with open(self.root / "run.log", "a") as f:
-            f.write(line + "\n")
+        uris.append_line(self.log_path, line)
         if echo and not self.quiet:
             write(line)
 
@@ -263,11 +279,7 @@ class RunLog:
 
 
 def _clear(path: str) -> None:
-    p = Path(path)
-    if p.is_dir():
-        shutil.rmtree(p)
-    elif p.exists():
-        p.unlink()
+    uris.delete_tree(path)  # the manifest first: a half-cleared output never passes for a finished one
 
 
 # Failures a retry cannot fix: wrong values, missing files, empty results. Others (I/O hiccups, a worker
@@ -295,6 +307,7 @@ def run(
     from pipelines.core.console import catch_interrupts, reset_interrupt
 
     reset_interrupt()
+    uris.configure(cfg.beam_args)  # manifests, logs and the report use the run's storage settings too
     with catch_interrupts():
         return _run(cfg, only, set(force or []), quiet)
 
@@ -302,7 +315,7 @@ def run(
 def _run(cfg: RunConfig, only: list[str] | None, force: set[str], quiet: bool) -> dict:
     from pipelines.core.manifest import verify
 
-    root = Path(cfg.output)
+    root = uris.as_path(cfg.output)
     log = RunLog(root, quiet=quiet)
     stages = plan(cfg)
     for i, stage in enumerate(stages, 1):
@@ -384,7 +397,7 @@ def _run_stage(stage: Stage, cfg: RunConfig, log: RunLog, tag: str) -> None:
                     stage.config,
                     stage.depends_on,
                     hash_files=cfg.verify_hashes,
-                    run_root=str(Path(cfg.output)),
+                    run_root=cfg.output,
                 )
         except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - recorded, maybe retried, re-raised
             close_bars()

@@ -19,6 +19,7 @@ from pathlib import Path
 from pipelines.app.report_updates import models_section
 from pipelines.app.run_layout import STAGE_DIRS
 from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS, EDUCATIONAL_SCORES
+from pipelines.core.uris import as_path
 
 # The paper's published distribution (% of paragraphs at scores 1..5 by predicted label), from
 # shared/reference/biomed-enriched-paper.md section 1 "Educational-score distribution" [TH-PLOT].
@@ -619,7 +620,7 @@ def render_report(root: str | Path) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
-    root = Path(root)
+    root = as_path(root)  # a local directory or a bucket prefix alike
     stats = _stats_files(root)
     labels = _read_rows(root / "annotate" / "labels", ["document_type", "domain", "educational_score"])
     scored = _read_rows(
@@ -650,7 +651,7 @@ def render_report(root: str | Path) -> str:
 def write_report(root: str, output: str | None = None) -> dict:
     """Write `<root>/report.html` (or `output`); returns where and how big."""
     page = render_report(root)
-    path = Path(output) if output else Path(root) / "report.html"
+    path = as_path(output) if output else as_path(root) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return {"report": str(path), "bytes": len(page.encode())}

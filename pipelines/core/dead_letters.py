@@ -15,6 +15,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.core.io import dataset_dir
+from pipelines.core.uris import ensure_configured, is_remote
 
 DIR = "dead_letter"
 
@@ -31,27 +32,39 @@ def _line(record: dict) -> str:
 class WriteDeadLetters(beam.PTransform):
     """Write dead-letter dicts as JSON lines under `<root>/dead_letter/<stage>-*.jsonl`.
 
-    Always at least one file, so an empty dead-letter set is visibly empty rather than missing.
+    Locally always at least one file, so an empty dead-letter set is visibly empty rather than missing.
+    On an object store no file for none: Beam's S3 writer cannot create an empty object (a multipart
+    upload with no part is rejected with MalformedXML), and a missing shard counts as zero letters.
     """
 
     def __init__(self, root: str, stage: str):
         super().__init__(label=f"Write {stage} dead letters")
         self.prefix = FileSystems.join(dataset_dir(root, DIR), stage)
+        self.skip_if_empty = is_remote(root)
 
     def expand(self, records):
         return (
             records
             | "ToJson" >> beam.Map(_line)
             | beam.io.WriteToText(
-                self.prefix, file_name_suffix=".jsonl", shard_name_template="-SSSSS-of-NNNNN"
+                self.prefix,
+                file_name_suffix=".jsonl",
+                shard_name_template="-SSSSS-of-NNNNN",
+                skip_if_empty=self.skip_if_empty,
             )
         )
 
 
 def write_dead_letters(
     records: Iterable[dict], output: str, stage: str, shard: str = "00000-of-00001"
-) -> str:
-    """Write dead letters of a stage that is not a Beam pipeline as one shard; returns its path."""
+) -> str | None:
+    """Write dead letters of a stage that is not a Beam pipeline as one shard; returns its path.
+
+    None for no records on an object store (no empty objects there: see `WriteDeadLetters`).
+    """
+    records = list(records)
+    if not records and is_remote(output):
+        return None
     path = FileSystems.join(dataset_dir(output, DIR), f"{stage}-{shard}.jsonl")
     with FileSystems.create(path) as f:
         for record in records:
@@ -61,6 +74,7 @@ def write_dead_letters(
 
 def dead_letter_files(output: str, stage: str) -> list[str]:
     """The dead-letter shards a stage wrote under `output` (any filesystem), sorted."""
+    ensure_configured()
     pattern = FileSystems.join(dataset_dir(output, DIR), f"{stage}-*.jsonl")
     return sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
 

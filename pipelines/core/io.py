@@ -14,6 +14,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.core import arrowfs
+
 
 def dataset_dir(root: str, name: str) -> str:
     return FileSystems.join(root, name)
@@ -39,7 +41,10 @@ class WriteDataset(beam.PTransform):
 
 
 def parquet_files(paths: Iterable[str]) -> list[str]:
-    """Expand dataset roots, directories and globs into the Parquet files they hold, sorted."""
+    """Expand dataset roots, directories and globs into the Parquet files they hold: the paths in the
+    order given, each one's files sorted (rows come in the same order whether a path is local or a
+    bucket URI, which would otherwise sort apart)."""
+    paths = list(paths)
     files: list[str] = []
     for path in paths:
         if path.endswith(".parquet") and "*" not in path:
@@ -47,8 +52,8 @@ def parquet_files(paths: Iterable[str]) -> list[str]:
             continue
         is_glob = any(c in path for c in "*?[")
         pattern = path if is_glob else FileSystems.join(path.rstrip("/"), "**.parquet")
-        files.extend(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
-    files = sorted(set(f for f in files if f.endswith(".parquet")))
+        files.extend(sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list))
+    files = [f for f in dict.fromkeys(files) if f.endswith(".parquet")]
     if not files:
         raise FileNotFoundError(f"no Parquet files under {list(paths)}")
     return files
@@ -57,7 +62,7 @@ def parquet_files(paths: Iterable[str]) -> list[str]:
 def open_dataset(paths: Iterable[str]) -> pads.Dataset:
     """The in-process reader: Parquet files, directories or globs as one pyarrow dataset (remote URIs
     included), for column projection and filters pushed down to the files."""
-    return pads.dataset(parquet_files(paths), format="parquet")
+    return arrowfs.dataset(parquet_files(paths))
 
 
 def read_table(paths: Iterable[str], columns: list[str] | None = None) -> pa.Table:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.core import uris
 from pipelines.core.schemas import SCHEMA_VERSION
 
 MANIFEST = "_manifest.json"
@@ -68,8 +69,11 @@ def list_files(root: str) -> dict[str, int]:
 def relative_inputs(paths: list[str], run_root: str | None) -> dict[str, str]:
     """Input path as recorded -> path as given: relative to the run root when inside it (so a run's
     output directory can be moved, copied or synced and still resume), else unchanged."""
-    if not run_root or "://" in run_root:
+    if not run_root:
         return {p: p for p in paths}
+    if "://" in run_root:  # a bucket prefix: the same, by string (an object store has no symlinks)
+        prefix = run_root.rstrip("/") + "/"
+        return {(p[len(prefix) :] if p.startswith(prefix) else p): p for p in paths}
     root = Path(run_root).resolve()
     out = {}
     for p in paths:
@@ -181,7 +185,7 @@ def verify(
     """
     manifest = read_manifest(root)
     if manifest is None:
-        if not FileSystems.exists(root):
+        if not uris.exists(root):  # a bucket "directory" is a prefix: exists if it holds objects
             return Check(False, "not run yet")
         return Check(False, "unfinished earlier (no manifest): starting it again")
     if manifest.get("schema_version") != SCHEMA_VERSION:

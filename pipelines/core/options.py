@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+# `--runner=dask` (any case, or `DaskRunner`) picks pipelines.core.dask_runner.DaskRunner.
+from pipelines.core import s3_clients
 from pipelines.core.extras import require
 
-# `--runner=dask` (any case, or `DaskRunner`) picks pipelines.core.dask_runner.DaskRunner.
 DASK_NAMES = {"dask", "daskrunner"}
 
 
@@ -38,6 +40,8 @@ def pipeline_options(beam_args: list[str] | None = None, **overrides: object) ->
     """
     args = dask_args(list(beam_args or []))
     options = PipelineOptions(args, **overrides)
+    s3_clients.install()  # Beam's S3 file system: one client per process, not one per operation
+    FileSystems.set_options(options)  # --s3_* / GCS flags apply to our own reads and writes too
     if not any(a.startswith("--runner") for a in args) and "runner" not in overrides:
         options = PipelineOptions(args, runner="DirectRunner", **overrides)
     return options

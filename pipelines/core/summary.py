@@ -8,9 +8,9 @@ an empty dataset that "succeeds" only fails later, further from its cause.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pipelines.core.dead_letters import count_dead_letters
+from pipelines.core.uris import as_path
 
 # stage -> (stats key read, unit, stats key written, unit)
 _COUNTS = {
@@ -53,7 +53,7 @@ class StageSummary:
 
 
 def dead_letter_reasons(output: str, stage: str) -> dict[str, int]:
-    """Dead letters by reason, counted from `<output>/dead_letter/<stage>-*.jsonl`."""
+    """Dead letters by reason, counted from `<output>/dead_letter/<stage>-*.jsonl` (local or bucket)."""
     return dict(count_dead_letters(output, stage))
 
 
@@ -63,7 +63,7 @@ def summarize(stage: str, stats: dict | None, output: str) -> StageSummary | Non
         return None
     dead = stats.get("dead_letter_reasons") if stage == "annotate" else None
     dead = dict(dead) if isinstance(dead, dict) else dead_letter_reasons(output, stage)
-    dead_dir = str(Path(output) / "dead_letter")
+    dead_dir = str(as_path(output) / "dead_letter")
     if stage == "train":
         data, sizes = stats.get("data") or {}, stats.get("sizes") or {}
         parts = ("train", "validation", "test")

@@ -26,7 +26,10 @@ def command(
         help="Paragraphs: Parquet files, directories or globs with `id` and `text` columns.",
     ),
     model: str = typer.Option(
-        ..., "--model", "-m", help="Student model directory (from `biomed-enrich train`)."
+        ...,
+        "--model",
+        "-m",
+        help="Student model (from `biomed-enrich train`): a directory, s3:// or gs:// prefix, or .tar.gz.",
     ),
     output: str = typer.Option(
         ..., "--output", "-o", help="Output root: writes scored/, dead_letter/, propagate_stats.json."
@@ -58,7 +61,8 @@ def command(
 
     Unknown --flags go to Beam, written --name=value (e.g. --runner=DataflowRunner --project=P
     --region=R --dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver).
-    MODEL_DIR must be a local directory (on Dataflow, bake it into the worker image: infra/dataflow).
+    MODEL_DIR is a local directory, a bucket prefix (s3://.../model, gs://.../model) or a model tarball
+    URI (.tar.gz): a bucket model is staged once per worker process into a local cache.
     Rows that cannot be scored are written to dead_letter/ with a reason.
     """
     missing = [p for p in [*inputs, model] if "://" not in p and not any(c in p for c in "*?[")]

@@ -118,32 +118,34 @@ def command(
     require("train", "biomed-enrich train")
     from distill.train import run_train
     from pipelines.app.commands.common import finish
+    from pipelines.core.staging import local_output
 
     sources = [*(inputs or []), *(labels or [])]
     if not sources:
         raise typer.BadParameter("give the teacher labels as INPUTS...", param_hint="INPUTS...")
-    summary = run_train(
-        sources,
-        output,
-        paragraphs=list(paragraphs) if paragraphs else None,
-        backbone=backbone,
-        epochs=epochs,
-        batch_size=batch_size,
-        grad_accum=grad_accum,
-        lr=lr,
-        max_seq_length=max_seq_length,
-        freeze_encoder=freeze_encoder,
-        probe_first=probe_first,
-        head_hidden=head_hidden,
-        head_epochs=head_epochs,
-        soft_targets=not hard_labels,
-        class_balance=class_balance,
-        valid_fraction=valid_fraction,
-        test_fraction=test_fraction,
-        precision=precision,
-        seed=seed,
-        resume=not no_resume,
-    )
+    with local_output(output) as model_dir:  # a bucket output: written locally, uploaded when done
+        summary = run_train(
+            sources,
+            model_dir,
+            paragraphs=list(paragraphs) if paragraphs else None,
+            backbone=backbone,
+            epochs=epochs,
+            batch_size=batch_size,
+            grad_accum=grad_accum,
+            lr=lr,
+            max_seq_length=max_seq_length,
+            freeze_encoder=freeze_encoder,
+            probe_first=probe_first,
+            head_hidden=head_hidden,
+            head_epochs=head_epochs,
+            soft_targets=not hard_labels,
+            class_balance=class_balance,
+            valid_fraction=valid_fraction,
+            test_fraction=test_fraction,
+            precision=precision,
+            seed=seed,
+            resume=not no_resume,
+        )
     finish("train", summary, output)
     if "metrics" in summary:
         from distill.metrics import headline
