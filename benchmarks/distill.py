@@ -28,7 +28,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 LABELS = ROOT.parent / "shared" / "data" / "labels" / "teacher_labels_v2.parquet"
 RELEASE_SPLIT = {"valid_fraction": 0.1, "test_fraction": 0.2, "seed": 1}
@@ -58,7 +57,9 @@ def train_student(args, split: dict, test_ids: set[str], part, labels_kw: dict) 
     from distill.predict import predict_logits
     from distill.train import run_train
 
-    options = dict(max_seq_length=args.max_seq_length, freeze_encoder=args.freeze_encoder)
+    options = dict(
+        max_seq_length=args.max_seq_length, freeze_encoder=args.freeze_encoder, input_format=args.input_format
+    )
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         if args.final:  # held-out part = test
@@ -105,6 +106,9 @@ def recorded_student(out: Path, labels: str, split: dict, part_name: str) -> tup
 
 
 def main() -> None:
+    from distill.config import TrainConfig
+    from distill.inputs import INPUT_FORMATS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", default=str(LABELS))
     parser.add_argument("--split-seed", type=int, default=RELEASE_SPLIT["seed"])
@@ -113,6 +117,13 @@ def main() -> None:
     parser.add_argument("--model-dir", default="/tmp/biomed-enrich-distill-student")
     parser.add_argument("--freeze-encoder", action="store_true", help="the probe only (no fine-tuning)")
     parser.add_argument("--max-seq-length", type=int, default=256)
+    parser.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default=TrainConfig.input_format,
+        help="what student and baseline read (distill.inputs)",
+    )
+    parser.add_argument("--out", help="results JSON (default: benchmarks/results/distill[_validation].json)")
     args = parser.parse_args()
 
     from cpu import cpu_info
@@ -123,12 +134,12 @@ def main() -> None:
     from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
     split = dict(RELEASE_SPLIT, seed=args.split_seed)
-    data = load_labels([args.labels])
+    data = load_labels([args.labels], input_format=args.input_format)
     train_idx, valid_idx, test_idx = split_by_article(data.articles, **split)
     train, valid, test = data.subset(train_idx), data.subset(valid_idx), data.subset(test_idx)
     part_name = "test" if args.final else "validation"
     part = test if args.final else valid
-    out = ROOT / "benchmarks" / "results" / RESULTS[part_name]
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / RESULTS[part_name]
 
     labels_kw = {"document_type_labels": list(DOCUMENT_TYPE_LABELS), "domain_labels": list(DOMAIN_LABELS)}
     t0 = time.time()

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from distill.inputs import DEFAULT_INPUT_FORMAT, student_input
 from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
 
@@ -93,8 +94,12 @@ def validate_rows(
     document_type_labels: tuple[str, ...] = DOCUMENT_TYPE_LABELS,
     domain_labels: tuple[str, ...] = DOMAIN_LABELS,
     score_range: tuple[float, float] = (1.0, 5.0),
+    input_format: str = DEFAULT_INPUT_FORMAT,
 ) -> LabelledSet:
-    """Turn label rows (dicts with text and article already resolved) into a LabelledSet, counting skips."""
+    """Turn label rows (dicts with text and article already resolved) into a LabelledSet, counting skips.
+
+    `texts` holds what the student reads (`distill.inputs.student_input` in `input_format`).
+    """
     skipped: Counter = Counter()
     seen: set[str] = set()
     keep: dict[str, list] = {k: [] for k in ("ids", "articles", "texts", "dt", "dm", "score", "dtp", "dmp")}
@@ -124,7 +129,7 @@ def validate_rows(
             seen.add(row["id"])
             keep["ids"].append(row["id"])
             keep["articles"].append(_article_key(row) or row["id"])
-            keep["texts"].append(str(text))
+            keep["texts"].append(student_input({**row, "text": str(text)}, input_format))
             keep["dt"].append(dt_index[dt])
             keep["dm"].append(dm_index[dm])
             keep["score"].append(float(score))
@@ -167,8 +172,9 @@ def join_paragraphs(rows: list[dict], paragraphs: list[dict]) -> None:
             continue
         if not row.get("text"):
             row["text"] = para.get("text")
-        if not row.get("article_id"):
-            row["article_id"] = para.get("article_id")
+        for key in ("article_id", "section_title", "path"):
+            if not row.get(key):
+                row[key] = para.get(key)
 
 
 def load_labels(
@@ -177,15 +183,21 @@ def load_labels(
     *,
     document_type_labels: tuple[str, ...] = DOCUMENT_TYPE_LABELS,
     domain_labels: tuple[str, ...] = DOMAIN_LABELS,
+    input_format: str = DEFAULT_INPUT_FORMAT,
 ) -> LabelledSet:
     """Read label datasets (files, directories, globs), join text from paragraphs where needed, validate."""
     from pipelines.core.io import read_table
 
     rows = read_table(labels).to_pylist()
     if paragraphs:
-        table = read_table(paragraphs, columns=["id", "article_id", "path", "text"])
+        table = read_table(paragraphs, columns=["id", "article_id", "path", "section_title", "text"])
         join_paragraphs(rows, table.to_pylist())
-    return validate_rows(rows, document_type_labels=document_type_labels, domain_labels=domain_labels)
+    return validate_rows(
+        rows,
+        document_type_labels=document_type_labels,
+        domain_labels=domain_labels,
+        input_format=input_format,
+    )
 
 
 def _bucket(article: str, seed: int) -> float:

@@ -569,7 +569,7 @@ def run_train(
     cfg = TrainConfig.from_kwargs(**kw)
     started = time.time()
     rank, world = _dist_info()
-    data = load_labels(labels, paragraphs)
+    data = load_labels(labels, paragraphs, input_format=cfg.input_format)
     if len(data) == 0:
         raise ValueError(f"no usable labelled paragraphs in {labels}: {data.stats()}")
     train_idx, valid_idx, test_idx = split_by_article(
@@ -590,6 +590,7 @@ def run_train(
         bow_dim=cfg.bow_dim,
         bow_mode=cfg.bow_mode,
         bow_bigram_buckets=cfg.bow_bigram_buckets,
+        input_format=cfg.input_format,
         bow_ignore_ids=sorted(set(tokenizer.all_special_ids)),
     )
     workdir = Path(output)

@@ -49,6 +49,11 @@ def command(
         min=16,
         help="Truncate paragraphs to this many tokens.",
     ),
+    input_format: str = typer.Option(
+        TrainConfig.input_format,
+        "--input-format",
+        help="What the student reads: text | title_text | title_path_text (+ section title, body path).",
+    ),
     freeze_encoder: bool = typer.Option(
         False,
         "--freeze-encoder",
@@ -112,6 +117,7 @@ def command(
         grad_accum=grad_accum,
         lr=lr,
         max_seq_length=max_seq_length,
+        input_format=input_format,
         freeze_encoder=freeze_encoder,
         probe_first=probe_first,
         head_hidden=head_hidden,
