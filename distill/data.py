@@ -1,7 +1,7 @@
 """Labelled paragraphs for the student: load, validate, split by article, batch.
 
 Labels come as the LABELS dataset (`pipelines.core.schemas.LABELS`) or the shared
-`teacher_labels_v1.parquet` (which carries text, pmcid and article_file). Rows without text are
+`teacher_labels_v2.parquet` (which carries text, pmcid and article_file). Rows without text are
 joined to PARAGRAPHS by `id` (or by article and path). Every row that cannot be trained on (empty
 text, missing or unknown labels, NaN or out-of-range scores, duplicates) is skipped and counted by
 reason: never silently trained on, never silently lost.
