@@ -35,23 +35,11 @@ RESULTS = {"validation": "distill_validation.json", "test": "distill.json"}
 LOWER_IS_BETTER = {"educational_score_mae"}
 
 
-def without_articles(labels: str, ids: set[str], workdir: str) -> str:
-    """A copy of the labels file without the rows of `ids` (the test part), for a validation-only run."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(labels)
-    keep = pc.invert(pc.is_in(table["id"], value_set=pa.array(sorted(ids))))
-    path = str(Path(workdir) / "labels_without_test.parquet")
-    pq.write_table(table.filter(keep), path)
-    return path
-
-
 def train_student(args, split: dict, test_ids: set[str], part, labels_kw: dict) -> tuple[dict, dict]:
     """Train the default student; its summary and its paired bootstrap lead over the baseline on `part`."""
     from transformers import AutoTokenizer
 
+    from distill.data import write_labels_without
     from distill.evaluate import raw_to_predictions
     from distill.model import StudentModel
     from distill.predict import predict_logits
@@ -65,7 +53,7 @@ def train_student(args, split: dict, test_ids: set[str], part, labels_kw: dict) 
         if args.final:  # held-out part = test
             summary = run_train([args.labels], args.model_dir, **options, **split)
         else:  # the test rows are not even read; the validation articles stay the same (hash buckets)
-            labels = without_articles(args.labels, test_ids, tmp)
+            labels = write_labels_without(args.labels, test_ids, tmp)
             summary = run_train(
                 [labels],
                 args.model_dir,

@@ -14,6 +14,7 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -318,3 +319,16 @@ class LengthGroupedSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+def write_labels_without(labels: str, ids: set[str], workdir: str) -> str:
+    """A copy of the labels file without the rows of `ids` (e.g. the test part), for validation-only runs."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(labels)
+    keep = pc.invert(pc.is_in(table["id"], value_set=pa.array(sorted(ids))))
+    path = str(Path(workdir) / "labels_without_test.parquet")
+    pq.write_table(table.filter(keep), path)
+    return path
