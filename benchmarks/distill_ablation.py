@@ -93,38 +93,40 @@ def main() -> None:
     _, valid_idx, test_idx = split_by_article(data.articles, **RELEASE_SPLIT)
     valid_ids = {data.ids[i] for i in valid_idx}
     names = [REFERENCE] + [n for n in args.rows if n != REFERENCE]
-    results: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        labels = write_labels_without(args.labels, {data.ids[i] for i in test_idx}, tmp)
-        for name in names:
-            results[name] = evaluate_row(name, ROWS[name], labels, valid_ids, tmp)
-            print(f"{name:24s} {json.dumps({k: round(v, 3) for k, v in results[name]['headline'].items()})}")
-    ref = results[REFERENCE]
     labels_kw = {"document_type_labels": list(DOCUMENT_TYPE_LABELS), "domain_labels": list(DOMAIN_LABELS)}
-    rows = {}
-    for name, r in results.items():
-        assert r["valid"].ids == ref["valid"].ids  # the same paragraphs in the same order
-        row = {"options": r["options"], "headline": r["headline"], "train_seconds": round(r["seconds"], 1)}
-        if name != REFERENCE:
-            row["minus_reference_bootstrap"] = bootstrap_headline_difference(
-                ref["valid"].truth(), r["pred"], ref["pred"], ref["valid"].articles, **labels_kw
-            )
-        rows[name] = row
     result = {
         "what": "probe (frozen MiniLM-L6 + heads) ablation, one change per row from the reference "
         "(distill.config.TrainConfig defaults with --freeze-encoder)",
         "labels": Path(args.labels).name,
         "split": RELEASE_SPLIT,
-        "evaluated_on": {
-            "part": "validation",
-            "paragraphs": len(ref["valid"]),
-            "articles": len(set(ref["valid"].articles)),
-        },
         "bootstrap": "paired, 1000 draws over validation articles; row minus reference, 95% interval",
-        "rows": rows,
+        "rows": {},
         "cpu": cpu_info(),
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        labels = write_labels_without(args.labels, {data.ids[i] for i in test_idx}, tmp)
+        for name in names:  # the file is rewritten after every row: a stopped run keeps what it measured
+            r = evaluate_row(name, ROWS[name], labels, valid_ids, tmp)
+            row = {
+                "options": r["options"],
+                "headline": r["headline"],
+                "train_seconds": round(r["seconds"], 1),
+            }
+            if name == REFERENCE:
+                ref = r
+                result["evaluated_on"] = {
+                    "part": "validation",
+                    "paragraphs": len(ref["valid"]),
+                    "articles": len(set(ref["valid"].articles)),
+                }
+            else:
+                assert r["valid"].ids == ref["valid"].ids  # the same paragraphs in the same order
+                row["minus_reference_bootstrap"] = bootstrap_headline_difference(
+                    ref["valid"].truth(), r["pred"], ref["pred"], ref["valid"].articles, **labels_kw
+                )
+            result["rows"][name] = row
+            Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+            print(f"{name:24s} {json.dumps({k: round(v, 3) for k, v in r['headline'].items()})}", flush=True)
     print(f"wrote {args.out}")
 
 
