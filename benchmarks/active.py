@@ -39,7 +39,7 @@ from pipelines.core.io import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("BIOMED_ENRICH_SHARED", ROOT.parent.parent / "shared"))
-LABELS = SHARED / "data" / "labels" / "teacher_labels_v1.parquet"
+LABELS = SHARED / "data" / "labels" / "teacher_labels_v2.parquet"
 WORK = ROOT / "_work"
 RESULT = ROOT / "results" / "active.json"
 COMPONENTS = (

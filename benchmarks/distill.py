@@ -28,7 +28,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 LABELS = ROOT.parent / "shared" / "data" / "labels" / "teacher_labels_v2.parquet"
 RELEASE_SPLIT = {"valid_fraction": 0.1, "test_fraction": 0.2, "seed": 1}
@@ -36,35 +35,25 @@ RESULTS = {"validation": "distill_validation.json", "test": "distill.json"}
 LOWER_IS_BETTER = {"educational_score_mae"}
 
 
-def without_articles(labels: str, ids: set[str], workdir: str) -> str:
-    """A copy of the labels file without the rows of `ids` (the test part), for a validation-only run."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(labels)
-    keep = pc.invert(pc.is_in(table["id"], value_set=pa.array(sorted(ids))))
-    path = str(Path(workdir) / "labels_without_test.parquet")
-    pq.write_table(table.filter(keep), path)
-    return path
-
-
 def train_student(args, split: dict, test_ids: set[str], part, labels_kw: dict) -> tuple[dict, dict]:
     """Train the default student; its summary and its paired bootstrap lead over the baseline on `part`."""
     from transformers import AutoTokenizer
 
+    from distill.data import write_labels_without
     from distill.evaluate import raw_to_predictions
     from distill.model import StudentModel
     from distill.predict import predict_logits
     from distill.train import run_train
 
-    options = dict(max_seq_length=args.max_seq_length, freeze_encoder=args.freeze_encoder)
+    options = dict(
+        max_seq_length=args.max_seq_length, freeze_encoder=args.freeze_encoder, input_format=args.input_format
+    )
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         if args.final:  # held-out part = test
             summary = run_train([args.labels], args.model_dir, **options, **split)
         else:  # the test rows are not even read; the validation articles stay the same (hash buckets)
-            labels = without_articles(args.labels, test_ids, tmp)
+            labels = write_labels_without(args.labels, test_ids, tmp)
             summary = run_train(
                 [labels],
                 args.model_dir,
@@ -105,6 +94,9 @@ def recorded_student(out: Path, labels: str, split: dict, part_name: str) -> tup
 
 
 def main() -> None:
+    from distill.config import TrainConfig
+    from distill.inputs import INPUT_FORMATS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", default=str(LABELS))
     parser.add_argument("--split-seed", type=int, default=RELEASE_SPLIT["seed"])
@@ -113,6 +105,13 @@ def main() -> None:
     parser.add_argument("--model-dir", default="/tmp/biomed-enrich-distill-student")
     parser.add_argument("--freeze-encoder", action="store_true", help="the probe only (no fine-tuning)")
     parser.add_argument("--max-seq-length", type=int, default=256)
+    parser.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default=TrainConfig.input_format,
+        help="what student and baseline read (distill.inputs)",
+    )
+    parser.add_argument("--out", help="results JSON (default: benchmarks/results/distill[_validation].json)")
     args = parser.parse_args()
 
     from cpu import cpu_info
@@ -123,12 +122,12 @@ def main() -> None:
     from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
     split = dict(RELEASE_SPLIT, seed=args.split_seed)
-    data = load_labels([args.labels])
+    data = load_labels([args.labels], input_format=args.input_format)
     train_idx, valid_idx, test_idx = split_by_article(data.articles, **split)
     train, valid, test = data.subset(train_idx), data.subset(valid_idx), data.subset(test_idx)
     part_name = "test" if args.final else "validation"
     part = test if args.final else valid
-    out = ROOT / "benchmarks" / "results" / RESULTS[part_name]
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / RESULTS[part_name]
 
     labels_kw = {"document_type_labels": list(DOCUMENT_TYPE_LABELS), "domain_labels": list(DOMAIN_LABELS)}
     t0 = time.time()

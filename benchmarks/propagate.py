@@ -38,7 +38,7 @@ from distill.inference import (  # noqa: E402
 )
 from distill.quick_student import build_quick_student  # noqa: E402
 
-LABELS = REPO.parent / "shared" / "data" / "labels" / "teacher_labels_v1.parquet"
+LABELS = REPO.parent / "shared" / "data" / "labels" / "teacher_labels_v2.parquet"
 RESULT = REPO / "benchmarks" / "results" / "propagate.json"
 PAPER = {"paragraphs": 133_000_000, "a100_hours": 80, "per_s_per_gpu": 133_000_000 / (80 * 3600)}
 GPUS = {  # dense bf16 peak, assumed rental price (USD per GPU-hour, 2025 cloud on-demand ballpark)

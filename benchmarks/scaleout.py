@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     info = machine()
     inputs = [str(p) for p in sorted((SHARED / "data" / "pmc-sample").glob("PMC*.xml"))[: args.articles]]
-    labels = SHARED / "data" / "labels" / "teacher_labels_v1.parquet"
+    labels = SHARED / "data" / "labels" / "teacher_labels_v2.parquet"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         student = str(build_quick_student(labels, root / "student", n=96, max_seq_length=128))

@@ -41,7 +41,7 @@ from pipelines.subsets.pipeline import BASE_COLUMNS, read_documents, run_subsets
 from pipelines.subsets.recipe import load_recipes  # noqa: E402
 from pipelines.subsets.tokens import token_counter  # noqa: E402
 
-LABELS = ROOT.parent.parent / "shared" / "data" / "labels" / "teacher_labels_v1.parquet"
+LABELS = ROOT.parent.parent / "shared" / "data" / "labels" / "teacher_labels_v2.parquet"
 WORK = ROOT / "_work" / "subsets"
 RESULT = ROOT / "results" / "subsets.json"
 

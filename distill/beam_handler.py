@@ -34,6 +34,11 @@ def approx_tokens(row: dict, max_seq_length: int = 512) -> int:
     return max(2, min(max_seq_length, len(text) // CHARS_PER_TOKEN + 2))
 
 
+def _student_fields(row: dict) -> dict:
+    """The columns the student may read (sent alone through a shared model's cross-process proxy)."""
+    return {k: row.get(k) for k in ("text", "section_title", "path")}
+
+
 class StudentModelHandler(ModelHandler[dict, PredictionResult, Scorer]):
     """Scores dict rows (any columns, `text` required); the prediction is the label-columns dict."""
 
@@ -82,7 +87,7 @@ class StudentModelHandler(ModelHandler[dict, PredictionResult, Scorer]):
     ) -> Iterable[PredictionResult]:
         # A model shared across processes is a proxy: one method call, no callables passed through it.
         progress = None if self.share_model_across_processes() else self._tick()
-        out = model.score_batch([row.get("text") for row in batch], progress)
+        out = model.score_rows([_student_fields(row) for row in batch], progress)
         self._scored.inc(len(batch))
         self._tokens.inc(out["tokens"])
         self._truncated.inc(out["truncated"])

@@ -10,6 +10,7 @@ class TrainConfig:
     """Every knob of a training run (also written into the model card)."""
 
     max_seq_length: int = 256
+    input_format: str = "text"  # text | title_text | title_path_text (distill.inputs)
     epochs: int = 2
     batch_size: int = 16
     grad_accum: int = 1

@@ -1,7 +1,7 @@
 """Labelled paragraphs for the student: load, validate, split by article, batch.
 
 Labels come as the LABELS dataset (`pipelines.core.schemas.LABELS`) or the shared
-`teacher_labels_v1.parquet` (which carries text, pmcid and article_file). Rows without text are
+`teacher_labels_v2.parquet` (which carries text, pmcid and article_file). Rows without text are
 joined to PARAGRAPHS by `id` (or by article and path). Every row that cannot be trained on (empty
 text, missing or unknown labels, NaN or out-of-range scores, duplicates) is skipped and counted by
 reason: never silently trained on, never silently lost.
@@ -14,11 +14,13 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from distill.inputs import DEFAULT_INPUT_FORMAT, student_input
 from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
 
@@ -93,8 +95,12 @@ def validate_rows(
     document_type_labels: tuple[str, ...] = DOCUMENT_TYPE_LABELS,
     domain_labels: tuple[str, ...] = DOMAIN_LABELS,
     score_range: tuple[float, float] = (1.0, 5.0),
+    input_format: str = DEFAULT_INPUT_FORMAT,
 ) -> LabelledSet:
-    """Turn label rows (dicts with text and article already resolved) into a LabelledSet, counting skips."""
+    """Turn label rows (dicts with text and article already resolved) into a LabelledSet, counting skips.
+
+    `texts` holds what the student reads (`distill.inputs.student_input` in `input_format`).
+    """
     skipped: Counter = Counter()
     seen: set[str] = set()
     keep: dict[str, list] = {k: [] for k in ("ids", "articles", "texts", "dt", "dm", "score", "dtp", "dmp")}
@@ -124,7 +130,7 @@ def validate_rows(
             seen.add(row["id"])
             keep["ids"].append(row["id"])
             keep["articles"].append(_article_key(row) or row["id"])
-            keep["texts"].append(str(text))
+            keep["texts"].append(student_input({**row, "text": str(text)}, input_format))
             keep["dt"].append(dt_index[dt])
             keep["dm"].append(dm_index[dm])
             keep["score"].append(float(score))
@@ -167,8 +173,9 @@ def join_paragraphs(rows: list[dict], paragraphs: list[dict]) -> None:
             continue
         if not row.get("text"):
             row["text"] = para.get("text")
-        if not row.get("article_id"):
-            row["article_id"] = para.get("article_id")
+        for key in ("article_id", "section_title", "path"):
+            if not row.get(key):
+                row[key] = para.get(key)
 
 
 def load_labels(
@@ -177,15 +184,21 @@ def load_labels(
     *,
     document_type_labels: tuple[str, ...] = DOCUMENT_TYPE_LABELS,
     domain_labels: tuple[str, ...] = DOMAIN_LABELS,
+    input_format: str = DEFAULT_INPUT_FORMAT,
 ) -> LabelledSet:
     """Read label datasets (files, directories, globs), join text from paragraphs where needed, validate."""
     from pipelines.core.io import read_table
 
     rows = read_table(labels).to_pylist()
     if paragraphs:
-        table = read_table(paragraphs, columns=["id", "article_id", "path", "text"])
+        table = read_table(paragraphs, columns=["id", "article_id", "path", "section_title", "text"])
         join_paragraphs(rows, table.to_pylist())
-    return validate_rows(rows, document_type_labels=document_type_labels, domain_labels=domain_labels)
+    return validate_rows(
+        rows,
+        document_type_labels=document_type_labels,
+        domain_labels=domain_labels,
+        input_format=input_format,
+    )
 
 
 def _bucket(article: str, seed: int) -> float:
@@ -306,3 +319,16 @@ class LengthGroupedSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._batches())
+
+
+def write_labels_without(labels: str, ids: set[str], workdir: str) -> str:
+    """A copy of the labels file without the rows of `ids` (e.g. the test part), for validation-only runs."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(labels)
+    keep = pc.invert(pc.is_in(table["id"], value_set=pa.array(sorted(ids))))
+    path = str(Path(workdir) / "labels_without_test.parquet")
+    pq.write_table(table.filter(keep), path)
+    return path

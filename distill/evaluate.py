@@ -77,6 +77,7 @@ def run_evaluate(
         paragraphs,
         document_type_labels=tuple(model.config.document_type_labels),
         domain_labels=tuple(model.config.domain_labels),
+        input_format=getattr(model.config, "input_format", "text"),
     )
     if len(data) == 0:
         raise ValueError(f"no usable labelled paragraphs in {labels}: {data.stats()}")

@@ -27,12 +27,14 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from distill.inputs import student_input
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # `auto` keeps bf16 only if it agrees with fp32 on at least this share of labels (each head) ...
@@ -436,6 +438,15 @@ class Scorer:
     def score(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> list[dict]:
         """The released label columns for each text, in input order."""
         return labels_from_outputs(self.config, *self.predict_arrays(texts, progress))
+
+    def inputs(self, rows: Sequence[Mapping]) -> list[str]:
+        """What the student reads for each paragraph row, in the format it was trained with."""
+        fmt = getattr(self.config, "input_format", "text")
+        return [student_input(row, fmt) for row in rows]
+
+    def score_rows(self, rows: Sequence[Mapping], progress: Callable[[int], None] | None = None) -> dict:
+        """`score_batch` of paragraph rows (`text`, and `section_title`/`path` when the model reads them)."""
+        return self.score_batch(self.inputs(rows), progress)
 
     def score_batch(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> dict:
         """`score` plus what this call cost, in one method call (works through Beam's cross-process proxy)."""

@@ -39,6 +39,7 @@ class StudentConfig(PretrainedConfig):
         bow_mode: str = "concat",
         bow_ignore_ids: list[int] | tuple[int, ...] = (),
         bow_bigram_buckets: int = 0,
+        input_format: str = "text",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -63,6 +64,8 @@ class StudentConfig(PretrainedConfig):
         self.bow_ignore_ids = [int(i) for i in bow_ignore_ids]
         # Adjacent wordpiece pairs hashed into this many extra bag rows (0 = unigrams only).
         self.bow_bigram_buckets = bow_bigram_buckets
+        # What the student reads per paragraph (distill.inputs.student_input); "text" for older models.
+        self.input_format = input_format
 
 
 @dataclass

@@ -622,6 +622,7 @@ def new_student(backbone: str, cfg: TrainConfig) -> tuple:
         bow_dim=cfg.bow_dim,
         bow_mode=cfg.bow_mode,
         bow_bigram_buckets=cfg.bow_bigram_buckets,
+        input_format=cfg.input_format,
         bow_ignore_ids=sorted(set(tokenizer.all_special_ids)),
     )
     return tokenizer, model
@@ -722,7 +723,7 @@ def run_train(
 
     cfg = TrainConfig.from_kwargs(**kw)
     started = time.time()
-    data = load_labels(labels, paragraphs)
+    data = load_labels(labels, paragraphs, input_format=cfg.input_format)
     if len(data) == 0:
         raise ValueError(f"no usable labelled paragraphs in {labels}: {data.stats()}")
     parts = train, valid, test = split_labels(data, cfg)

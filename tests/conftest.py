@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BIOMED_ENRICH_SHARED", REPO.parent / "shared"))
 PMC_SAMPLE = SHARED / "data" / "pmc-sample"
-LABELS = SHARED / "data" / "labels" / "teacher_labels_v1.parquet"
+LABELS = SHARED / "data" / "labels" / "teacher_labels_v2.parquet"
 HOW_TO_GET_SHARED = "clone ../shared beside the repo or set BIOMED_ENRICH_SHARED"
 
 

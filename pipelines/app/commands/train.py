@@ -47,6 +47,11 @@ MAX_SEQ_LENGTH_OPTION = typer.Option(
     min=16,
     help="Truncate paragraphs to this many tokens.",
 )
+INPUT_FORMAT_OPTION = typer.Option(
+    TrainConfig.input_format,
+    "--input-format",
+    help="What the student reads: text | title_text | title_path_text (+ section title, body path).",
+)
 FREEZE_ENCODER_OPTION = typer.Option(
     False,
     "--freeze-encoder",
@@ -97,6 +102,7 @@ def command(
     grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Gradient accumulation steps."),
     lr: float = LR_OPTION,
     max_seq_length: int = MAX_SEQ_LENGTH_OPTION,
+    input_format: str = INPUT_FORMAT_OPTION,
     freeze_encoder: bool = FREEZE_ENCODER_OPTION,
     probe_first: bool = PROBE_FIRST_OPTION,
     head_hidden: int = HEAD_HIDDEN_OPTION,
@@ -134,6 +140,7 @@ def command(
             grad_accum=grad_accum,
             lr=lr,
             max_seq_length=max_seq_length,
+            input_format=input_format,
             freeze_encoder=freeze_encoder,
             probe_first=probe_first,
             head_hidden=head_hidden,
