@@ -221,4 +221,6 @@ def test_dataflow_job_description_subsets(portable, tmp_path, monkeypatch):
     job = describe_in_process("subsets", params, tmp_path, monkeypatch)
     options = check_common(job, "subsets")
     assert options["machine_type"] == "n2-standard-4"
-    assert {"Write BE-Base", "Write subsets dead letters", "Group articles"} <= set(job["pipelineTransforms"])
+    assert {"Subset BE-Base", "Write subsets dead letters", "Group articles"} <= set(
+        job["pipelineTransforms"]
+    )
