@@ -295,7 +295,7 @@ def test_tfidf_baseline_gets_class_weights_and_knobs_tuned_on_validation_like_th
 def test_default_probe_on_all_labels_is_calibrated_and_scored_on_validation_only(
     teacher_labels, labelled, tmp_path
 ):
-    """The default probe (frozen encoder) on all 5,400 labels (embedding: ~5 min cold on 2 cores).
+    """The default probe (frozen encoder) on all 9,812 labels (embedding: ~5 min cold on 2 cores).
 
     No test part: development looks at validation only (the comparison with the tuned TF-IDF baseline
     is `benchmarks/distill.py`'s job; on record the student no longer beats it on document type).
