@@ -62,6 +62,12 @@ def read_ledger(result: Any, ledger: Ledger) -> None:
             ledger.errors["beam_worker_errors"] += value
 
 
+# Retries inside one batch before it goes to Beam's exponential backoff, whose first wait is seconds:
+# far longer than a typical 429's Retry-After, and it repeats the whole batch
+QUICK_RETRIES = 3
+QUICK_RETRY_MAX_S = 10.0
+
+
 def retryable(exc: Exception) -> bool:
     """Beam retries transient teacher failures (429, 5xx, timeouts), never a bad key or a bad request."""
     return isinstance(exc, Transient)
@@ -144,17 +150,27 @@ class TeacherModelHandler(RemoteModelHandler[dict, PredictionResult, Any]):
 
         async def ask(row: dict) -> Any:
             messages = build_messages(row, teacher.prompt_version)
-            for invalid in range(teacher.max_invalid + 1):
+            invalid = waited = 0
+            while True:
                 try:
                     return Outcome(await teacher.attempt(client, messages, ledger))
                 except InvalidAnswer as e:
-                    if invalid == teacher.max_invalid:
+                    invalid += 1
+                    if invalid > teacher.max_invalid:
                         return Outcome(reason=e.reason, detail=teacher.redact(e.detail)[:500])
                 except Rejected as e:
                     return Outcome(reason=e.kind, detail=e.detail)
-                except (Transient, TeacherError) as e:
+                except Transient as e:
+                    # a few short waits here (the teacher's backoff, Retry-After when the server sends
+                    # one); past them Beam's backoff retries the batch, answered rows from the cache
+                    delay = teacher.backoff(waited, e.retry_after)
+                    if waited >= QUICK_RETRIES or delay > QUICK_RETRY_MAX_S:
+                        return e
+                    waited += 1
+                    ledger.record_retry()
+                    await asyncio.sleep(delay)
+                except TeacherError as e:
                     return e
-            raise AssertionError("unreachable")
 
         return await asyncio.gather(*(ask(r) for r in rows))
 

@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `-n 2`: two test processes share the cores; one math thread each instead of two fighting for them
+    # (set before torch is imported anywhere; inherited by the Beam and Dask workers the tests start)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BIOMED_ENRICH_SHARED", REPO.parent / "shared"))
 PMC_SAMPLE = SHARED / "data" / "pmc-sample"

@@ -195,7 +195,7 @@ def test_fine_tuning_starts_from_the_probe_and_keeps_it_unless_beaten(teacher_la
     import pyarrow.parquet as pq
 
     labels = tmp_path / "labels.parquet"
-    pq.write_table(pq.read_table(teacher_labels).slice(0, 400), labels)
+    pq.write_table(pq.read_table(teacher_labels).slice(0, 240), labels)
     summary = run_train(
         [str(labels)],
         str(tmp_path / "model"),

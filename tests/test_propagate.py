@@ -112,7 +112,7 @@ def test_auto_precision_on_a_native_bf16_cpu_keeps_the_fp32_answers(student, par
     """
     monkeypatch.setenv(NATIVE_BF16_ENV, "1")
     model, tokenizer = student
-    texts = paragraphs["text"].to_pylist()
+    texts = paragraphs["text"].to_pylist()[:40]  # emulated bf16 is slow; 40 texts must then all agree
     scorer = Scorer(model, tokenizer, InferenceOptions(precision="auto"), name="auto-calibration-test")
     assert scorer.dtype is None  # undecided until it has measured
     fast = scorer.score(texts)

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from pipelines.core.manifest import read_manifest
+from pipelines.core.uris import join
 
 
 def _table(headers: list[str], rows: list[list[object]]) -> str:
@@ -50,7 +51,7 @@ def models_section(root: str | Path, model_ids: list[str] | None) -> str:
             [[m, n, f"{n / total:.1%}"] for m, n in sorted(counts.items())],
         ),
     ]
-    updates = (read_manifest(str(Path(root) / "ingest")) or {}).get("updates") or []
+    updates = (read_manifest(join(str(root), "ingest")) or {}).get("updates") or []
     if updates:
         parts.append("<h3>Incremental updates</h3>")
         parts.append(

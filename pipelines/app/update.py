@@ -37,6 +37,7 @@ from pipelines.core import changes
 from pipelines.core.io import read_json, write_json
 from pipelines.core.manifest import read_manifest, write_manifest
 from pipelines.core.schemas import ARTICLES, PARAGRAPHS, SCORE_COLUMNS, SCORED
+from pipelines.core.uris import as_path
 
 
 @dataclass
@@ -397,7 +398,7 @@ def update_with_config(
     cfg = load_config(config, output=output)
     # --update takes --input or else the config's inputs; --rescore alone applies none
     new_inputs = [resolve_path(i, Path.cwd()) for i in inputs] if inputs else (cfg.inputs if update else [])
-    root = Path(cfg.output)
+    root = as_path(cfg.output)
     if read_manifest(str(root / "ingest")) is None:
         raise ConfigError(f"{root} holds no finished run: run `run --config {config}` first, then --update")
     log = RunLog(root, quiet=quiet)
