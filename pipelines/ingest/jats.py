@@ -18,12 +18,12 @@ resolved from the HTML5 table; soft hyphens and zero-width characters are remove
 (no-break, thin spaces...) collapsed to one space; `def-list` terms prefix their definition.
 
 Speed: the XML is fed to lxml only up to the main `</body>` (back matter, reference lists, floats and
-sub-articles are never parsed), tables, figures and formulas are cut out of the bytes before parsing,
-the body is pruned with C-level calls (`strip_elements`), the walk visits only `body`, `sec`, `p` and
-prose blocks, each paragraph's text is one C-level text serialisation (`text_of`), and whitespace is
-collapsed without splitting into words whenever the text allows (`clean`). Safety: no DTD loading, no
-network, no entity expansion, and any document that declares entities in an internal DTD subset is
-refused before parsing.
+sub-articles are never parsed), tables, figures, media and abstracts are cut out of the bytes before
+parsing (one regex scan finds them and the body's end), one filtered C-level pass over the body finds
+every element to rewrite or remove, the walk visits only `body`, `sec`, `p` and prose blocks, each
+paragraph's text is one C-level text serialisation (`text_of`), and whitespace is collapsed without
+splitting into words whenever the text allows (`clean`). Safety: no DTD loading, no network, no entity
+expansion, and any document that declares entities in an internal DTD subset is refused before parsing.
 """
 
 from __future__ import annotations
@@ -207,47 +207,82 @@ _PRUNE_DROP = (
 )
 # The text after a cut block needs no separating space when it starts with these (`Table 3<table-wrap/>.`).
 _NO_SPACE_BEFORE = frozenset(bytes([c]) for c in b".,;:)]!?\n\r\t ")
-_PRUNE_OPEN = re.compile(rb"<(" + b"|".join(re.escape(t) for t in _PRUNE_DROP) + rb")[\s>/]")
+# A never-used element's start tag, or (group 1 None) the main body's end tag: one scan finds both.
+_PRUNE_OPEN = re.compile(rb"<(?:(" + b"|".join(re.escape(t) for t in _PRUNE_DROP) + rb")[\s>/]|/body>)")
+_BODY_CLOSE = b"</body>"
 
 
 def prune(head: bytes) -> bytes:
     """Cut whole never-used elements out of XML bytes (nesting of the same tag respected)."""
-    out: list[bytes] = []
+    pieces, _ = _pruned_pieces(head, len(head))
+    return head if pieces is None else b"".join(pieces)
+
+
+def _element_end(data: bytes, start: int, tag: bytes, limit: int) -> int:
+    """End offset of the element whose start tag begins at `start`; -1: not closed before `limit`,
+    -2: its start tag is not even closed."""
+    find = data.find
+    gt = find(b">", start, limit)
+    if gt < 0:
+        return -2
+    if data[gt - 1] == 47:  # self-closing `/>`
+        return gt + 1
+    close, opening, depth, scan = b"</" + tag + b">", b"<" + tag, 1, gt
+    while depth:
+        k = find(close, scan, limit)
+        if k < 0:
+            return -1
+        nested = find(opening, scan, k)
+        while nested >= 0:
+            if data[nested + len(opening)] in b" \t\r\n>/" and data[find(b">", nested) - 1] != 47:
+                depth += 1
+            nested = find(opening, nested + 1, k)
+        depth -= 1
+        scan = k + len(close)
+    return scan
+
+
+def _pruned_pieces(data: bytes, stop: int | None) -> tuple[list | None, int]:
+    """(`data[:stop]` with never-used elements cut, `stop`). The pieces are views of `data` (no copy until
+    they are joined); None when nothing is cut or an element is unbalanced (the parser judges the
+    original). `stop` None: up to and including the first `</body>` (`data.find` would scan the same
+    bytes again), -1 when there is none."""
+    out: list = []
+    view = memoryview(data)
     pos = 0
-    find = head.find
+    limit = len(data) if stop is None else stop
     search = _PRUNE_OPEN.search
-    m = search(head)
+    m = search(data, 0, limit)
     while m is not None:  # searching on from the end of each cut skips what it held (tables are big)
         i = m.start()
         tag = m.group(1)
-        gt = find(b">", i)
-        if gt < 0:
+        if tag is None:  # `</body>`
+            if stop is None:
+                stop = limit = m.end()
+                break
+            m = search(data, m.end(), limit)
+            continue
+        end = _element_end(data, i, tag, limit)
+        if stop is None and end != -2:  # the first `</body>` may lie inside: the cut then ends there
+            inner = data.find(_BODY_CLOSE, i, len(data) if end < 0 else end)
+            if inner >= 0:
+                stop = limit = inner + len(_BODY_CLOSE)
+                end = _element_end(data, i, tag, limit)
+        if end == -2:
             break
-        if head[gt - 1] == 47:  # self-closing `/>`
-            end = gt + 1
-        else:
-            close, opening, depth, scan = b"</" + tag + b">", b"<" + tag, 1, gt
-            while depth:
-                k = find(close, scan)
-                if k < 0:
-                    return head  # unbalanced: let the parser judge the original
-                nested = find(opening, scan, k)
-                while nested >= 0:
-                    if head[nested + len(opening)] in b" \t\r\n>/" and head[find(b">", nested) - 1] != 47:
-                        depth += 1
-                    nested = find(opening, nested + 1, k)
-                depth -= 1
-                scan = k + len(close)
-            end = scan
-        out.append(head[pos:i])
-        if head[end : end + 1] not in _NO_SPACE_BEFORE:
+        if end == -1:  # unbalanced; when the first `</body>` was not in it, there is none
+            return None, -1 if stop is None else stop
+        out.append(view[pos:i])
+        if end >= limit or data[end : end + 1] not in _NO_SPACE_BEFORE:
             out.append(b" ")
         pos = end
-        m = search(head, pos)
+        m = search(data, pos, limit)
+    if stop is None:  # no `</body>` at all
+        return None, -1
     if not out:
-        return head
-    out.append(head[pos:])
-    return b"".join(out)
+        return None, stop
+    out.append(view[pos:stop])
+    return out, stop
 
 
 def _ends_with(data: bytes, suffix: bytes) -> bool:
@@ -267,22 +302,24 @@ def _parse(data: bytes, *, stop_after_body: bool = True) -> etree._Element:
     content) falls back to parsing the whole document, which then reports the real error. A syntax
     error after the body is therefore not seen: nothing we keep lives there.
     """
-    end = data.find(b"</body>") if stop_after_body else -1
-    if end >= 0:
-        end += len(b"</body>")
-    elif stop_after_body:
+    pieces, end = _pruned_pieces(data, None) if stop_after_body else (None, -1)
+    if end < 0 and stop_after_body:
         m = _BODY_END.search(data)
         end = m.end() if m else -1
+        if end >= 0:
+            pieces, _ = _pruned_pieces(data, end)
     if end < 0:
         return _full_parse(data)
     found = _closing_tags(data, end)
     # The document must end with its root's end tag: a truncated file is never half-read.
     if found is not None and _ends_with(data, b"</%s>" % found[1]):
-        head = data[:end]
-        pruned = prune(head)
-        for candidate in (pruned, head) if pruned is not head else (head,):
+        closing = found[0]
+        if pieces is not None:
+            pieces.append(closing)
+        whole = [memoryview(data)[:end], closing]
+        for candidate in (pieces, whole) if pieces is not None else (whole,):
             try:
-                return etree.fromstring(candidate + found[0], _parser())
+                return etree.fromstring(b"".join(candidate), _parser())
             except etree.XMLSyntaxError:
                 pass
     return _full_parse(data)
@@ -325,9 +362,23 @@ def _recover(data: bytes, error: JatsError) -> etree._Element:
     raise error
 
 
+def declares_entities(data: bytes) -> bool:
+    """`b"<!ENTITY" in data`, found faster: `!` is rare in XML, and a one-byte `find` is a `memchr`,
+    while the substring search stops at every `<`. Too many `!`s: the plain search on what is left."""
+    find = data.find
+    i = find(b"!")
+    for _ in range(64):
+        if i < 0:
+            return False
+        if data[i - 1 : i + 7] == b"<!ENTITY":
+            return True
+        i = find(b"!", i + 1)
+    return i >= 0 and b"<!ENTITY" in data[i - 1 :]
+
+
 def check_safe(data: bytes) -> None:
     """Refuse documents that declare entities (billion laughs, XXE): real JATS never needs them."""
-    if b"<!ENTITY" in data:
+    if declares_entities(data):
         raise JatsError("hostile_xml", "document declares XML entities (internal DTD subset)")
 
 
@@ -372,13 +423,16 @@ def clean(text: str) -> str:
     return text.strip()
 
 
+_text_content = mathml.text_content
+
+
 def text_of(el: etree._Element) -> str:
     """Text content of `el` (all descendant text, tail excluded), as XPath `string()` but from lxml's C-level
     text serialiser, which is ~2.5x cheaper per call than evaluating an XPath; a leaf's is its `.text`
     (4x cheaper again: names, titles, ids, most superscripts are leaves)."""
     if not len(el):
         return el.text or ""
-    return etree.tostring(el, method="text", encoding=str, with_tail=False)
+    return _text_content(el)
 
 
 def _wild(names: frozenset[str]) -> tuple[str, ...]:
@@ -386,7 +440,6 @@ def _wild(names: frozenset[str]) -> tuple[str, ...]:
     return tuple(f"{{*}}{n}" for n in sorted(names))
 
 
-_DROPPED_TAGS = _wild(DROPPED)
 _BLOCK_TAGS = _wild(BLOCKS)
 _FORMULA_TAGS = _wild(FORMULA_TAGS)
 _PROSE_TAGS = _wild(PROSE_BLOCKS)
@@ -399,6 +452,7 @@ _PREPARED = (
     "{*}break",
     f"{{*}}{CAPTION}",
     *_PROSE_TAGS,
+    *_wild(DROPPED - BLOCKS),
 )
 _COMPLEX_MATH = tuple(f"{{*}}{name}" for name in mathml.COMPLEX)
 # A superscript holding only citations and these separators is a citation marker: dropped.
@@ -494,6 +548,30 @@ def _is_citation(sup: etree._Element, text: str) -> bool:
     return found and not rest.strip(_CITATION_SEPARATORS)
 
 
+# Characters that `_is_citation` reads as separators once whitespace is collapsed (all of `str.split`'s).
+_SEPARATOR_OR_SPACE = _CITATION_SEPARATORS + "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+
+
+def _links_only(sup: etree._Element) -> bool:
+    """A superscript of leaf `xref`s (no whitespace in their text) and separators: what `_is_citation`
+    calls a citation, decided from the children without serialising. False: not sure, ask `_is_citation`."""
+    if sup.text and sup.text.strip(_SEPARATOR_OR_SPACE):
+        return False
+    for child in sup:
+        tag = child.tag
+        if tag.__class__ is not str or tag[-4:] != "xref" or tag.rpartition("}")[2] != "xref" or len(child):
+            return False
+        text = child.text
+        if text and not text.isprintable():  # whitespace (other than a space) or invisibles: be careful
+            return False
+        if text and " " in text:
+            return False
+        tail = child.tail
+        if tail and tail.strip(_SEPARATOR_OR_SPACE):
+            return False
+    return True
+
+
 def _render_scripts(scripts: list[etree._Element], dropped: Counter) -> None:
     """`<sup>` / `<sub>` -> their text with a script marker (`mathml.script`); citation markers dropped."""
     for el in scripts:
@@ -508,6 +586,10 @@ def _render_scripts(scripts: list[etree._Element], dropped: Counter) -> None:
             if raw.isdigit() and not (sup and parent.tag[-4:] == "xref"):  # an exponent or index (the
                 el.text = raw.translate(mathml.SUP if sup else mathml.SUB)  # common case, made quick)
                 continue
+        elif sup and _links_only(el):  # the usual citation marker, recognised without reading its text
+            dropped["citation_superscript"] += 1
+            _drop_citation(el)
+            continue
         else:
             raw = text_of(el)
         text = " ".join(raw.split())
@@ -572,7 +654,7 @@ def prepare(body: etree._Element, dropped: Counter | None = None) -> None:
     keep only `boxed-text` captions, and mark the `p`s that hold a prose block."""
     dropped = Counter() if dropped is None else dropped
     # One C-level pass finds every element to rewrite (each extra pass costs a whole tree walk).
-    entities, formulas, captions, scripts, blocks = [], [], [], [], []
+    entities, formulas, captions, scripts, blocks, stripped = [], [], [], [], [], []
     for el in body.iter(*_PREPARED):
         tag = el.tag
         if tag is etree.Entity:
@@ -587,13 +669,18 @@ def prepare(body: etree._Element, dropped: Counter | None = None) -> None:
             blocks.append(el)
         elif name == CAPTION:
             captions.append(el)
-        else:  # a dropped block or a line break: the words on either side stay apart
+        elif name in BLOCKS:  # a dropped block: the words on either side stay apart
             _space_tail(el)
+            stripped.append(el)
+        elif name == "break":
+            _space_tail(el)
+        else:
+            stripped.append(el)
     if entities:
         _resolve_entities(entities, dropped)
     if formulas:
         _render_formulas(formulas, dropped)
-    etree.strip_elements(body, *_DROPPED_TAGS, with_tail=False)
+    _strip(stripped)
     for el in captions:
         parent = el.getparent()
         if parent is not None and local(parent.tag) != "boxed-text":
@@ -608,6 +695,15 @@ def prepare(body: etree._Element, dropped: Counter | None = None) -> None:
                 break
             if name in SECTION_TAGS or name in PROSE_BLOCKS:
                 break
+
+
+def _strip(elements: list[etree._Element]) -> None:
+    """Remove these elements (document order), keeping their tails: `etree.strip_elements` without its
+    walk over the whole body (the few elements are known already). Those no longer in the body (inside
+    a rendered formula, or a block removed just before) are left alone or removed from that fragment."""
+    for el in elements:
+        if el.getparent() is not None:
+            _detach(el, "")
 
 
 def _detach(el: etree._Element, separator: str = " ") -> None:
@@ -824,8 +920,12 @@ def article_license(meta: etree._Element | None) -> tuple[str | None, str, str |
     -> license-p text -> copyright-statement text.
     """
     perms = _first(meta, "permissions")
-    if perms is None:  # old NLM DTDs put license / copyright-statement directly in article-meta
-        perms = meta
+    # Old NLM DTDs put license / copyright-statement directly in article-meta.
+    return _license_in(meta if perms is None else perms)
+
+
+def _license_in(perms: etree._Element | None) -> tuple[str | None, str, str | None]:
+    """`article_license` once the permissions element (or article-meta without one) is known."""
     if perms is None:
         return None, "other", None
     for el in perms.iter("{*}license_ref"):
@@ -865,11 +965,33 @@ def article_license(meta: etree._Element | None) -> tuple[str | None, str, str |
     return None, "other", None
 
 
-def _authors(meta: etree._Element | None) -> list[str]:
-    names: list[str] = []
+def _meta_children(meta: etree._Element | None) -> tuple[dict[str, str], etree._Element | None, list]:
+    """(article ids by `pub-id-type`, the first `title-group`, the `contrib-group`s): what metadata reads
+    from article-meta's children, in one pass over them (it has dozens)."""
+    ids: dict[str, str] = {}
+    title_group = None
+    groups: list[etree._Element] = []
     if meta is None:
-        return names
-    for group in _children(meta, "contrib-group"):
+        return ids, title_group, groups
+    for el in meta:
+        tag = el.tag
+        if tag.__class__ is not str:
+            continue
+        name = tag.rpartition("}")[2]
+        if name == "article-id":
+            if el.text:
+                ids.setdefault(el.get("pub-id-type", ""), el.text.strip())
+        elif name == "contrib-group":
+            groups.append(el)
+        elif name == "title-group" and title_group is None:
+            title_group = el
+    return ids, title_group, groups
+
+
+def _authors(groups: list[etree._Element]) -> list[str]:
+    """Author names (`given surname`, else the name's text, else a collab) of these `contrib-group`s."""
+    names: list[str] = []
+    for group in groups:
         for contrib in _children(group, "contrib"):
             if contrib.get("contrib-type", "author") != "author":
                 continue
@@ -901,11 +1023,7 @@ RETRACTION_NOTICE_RELATIONS = frozenset({"retracted-article"})
 def article_metadata(article: etree._Element, fallback_id: str) -> Article:
     front = _child(article, "front")
     meta = _child(front, "article-meta")
-    ids: dict[str, str] = {}
-    if meta is not None:
-        for el in _children(meta, "article-id"):
-            if el.text:
-                ids.setdefault(el.get("pub-id-type", ""), el.text.strip())
+    ids, title_group, contrib_groups = _meta_children(meta)
     pmcid = normalize_pmcid(ids.get("pmcid") or ids.get("pmc") or ids.get("pmcid-ver"))
     file_match = _PMC_FILE.match(fallback_id)
     if pmcid is None and file_match:
@@ -917,15 +1035,19 @@ def article_metadata(article: etree._Element, fallback_id: str) -> Article:
     pmid = ids.get("pmid")
     if pmid and not pmid.isdigit():
         pmid = None
-    title_el = _first_near(_child(meta, "title-group"), "article-title")
+    title_el = _first_near(title_group, "article-title")
     journal_meta = _child(front, "journal-meta")
     journal_el = _first_near(journal_meta, "journal-title", "journal-id")
-    license_url, group, source = article_license(meta)
-    article_type = article.get("article-type") or None
+    perms = None
     relations = set()
-    if meta is not None:
-        for el in meta.iter("{*}related-article"):
-            relations.add((el.get("related-article-type") or "").lower())
+    if meta is not None:  # one walk of article-meta for both (`article_license` finds perms alone)
+        for el in meta.iter("{*}permissions", "{*}related-article"):
+            if el.tag.rpartition("}")[2] == "related-article":
+                relations.add((el.get("related-article-type") or "").lower())
+            elif perms is None:
+                perms = el
+    license_url, group, source = _license_in(meta if perms is None else perms)
+    article_type = article.get("article-type") or None
     retracted = (
         bool(relations & (RETRACTED_RELATIONS | RETRACTION_NOTICE_RELATIONS)) or article_type == "retraction"
     )
@@ -946,7 +1068,7 @@ def article_metadata(article: etree._Element, fallback_id: str) -> Article:
         doi=doi,
         title=title or None,
         journal=clean(text_of(journal_el)) if journal_el is not None else None,
-        authors=_authors(meta),
+        authors=_authors(contrib_groups),
         article_type=article_type,
         xml_lang=lang.lower() if lang else None,
         license_url=license_url,

@@ -71,31 +71,39 @@ def article_rows(
     license_url, group = resolve_license(article, meta)
     pmid = article.pmid or (meta.pmid if meta else None)
     retracted = article.retracted or bool(meta and meta.retracted)
-    authors = article.authors
+    article_id = article.article_id
+    # The article's values once; each row is a copy with its own paragraph's (same key order).
+    base = {
+        "id": None,
+        "article_id": article_id,
+        "pmid": pmid,
+        "path": None,
+        "text": None,
+        "section_title": None,
+        "language": None,
+        "language_score": None,
+        "license_url": license_url,
+        "license_group": group,
+        "article_type": article.article_type,
+        "article_title": article.title,
+        "journal": article.journal,
+        "authors": article.authors,
+        "article_url": article.article_url,
+        "retracted": retracted,
+        "paragraph_index": None,
+        "source": source,
+    }
     rows = []
     for index, (p, (language, score)) in enumerate(zip(kept, languages, strict=True)):
-        rows.append(
-            {
-                "id": jats.paragraph_id(article.article_id, p.path),
-                "article_id": article.article_id,
-                "pmid": pmid,
-                "path": p.path,
-                "text": p.text,
-                "section_title": p.section_title,
-                "language": language,
-                "language_score": score,
-                "license_url": license_url,
-                "license_group": group,
-                "article_type": article.article_type,
-                "article_title": article.title,
-                "journal": article.journal,
-                "authors": authors,
-                "article_url": article.article_url,
-                "retracted": retracted,
-                "paragraph_index": index,
-                "source": source,
-            }
-        )
+        row = base.copy()
+        row["id"] = jats.paragraph_id(article_id, p.path)
+        row["path"] = p.path
+        row["text"] = p.text
+        row["section_title"] = p.section_title
+        row["language"] = language
+        row["language_score"] = score
+        row["paragraph_index"] = index
+        rows.append(row)
     return rows
 
 
