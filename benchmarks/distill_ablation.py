@@ -28,12 +28,13 @@ sys.path.insert(0, str(ROOT))
 LABELS = ROOT.parent / "shared" / "data" / "labels" / "teacher_labels_v2.parquet"
 RELEASE_SPLIT = {"valid_fraction": 0.1, "test_fraction": 0.2, "seed": 1}
 REFERENCE = "reference"
-ROWS: dict[str, dict] = {
+ROWS: dict[str, dict] = {  # the reference reads `section title | text` (TrainConfig.input_format)
     REFERENCE: {},
-    "section_title": {"input_format": "title_text"},
+    "text_only": {"input_format": "text"},
     "section_title_and_path": {"input_format": "title_path_text"},
     "no_lexical_branch": {"bow_dim": 0},
     "no_class_weights": {"class_balance": False},
+    "hard_labels": {"soft_targets": False},
     "mse_score_loss": {"score_loss": "mse"},
     "linear_heads": {"head_hidden": 0},
     "max_length_256": {"max_seq_length": 256},

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field, fields
 class TrainConfig:
     """Every knob of a training run (also written into the model card)."""
 
-    max_seq_length: int = 256
-    input_format: str = "text"  # text | title_text | title_path_text (distill.inputs)
-    epochs: int = 2
+    max_seq_length: int = 192
+    # text | title_text | title_path_text (distill.inputs); the section title is what the teacher saw
+    # too, and it lifts type kappa +0.045 [+0.016, +0.075] (benchmarks/results/distill_ablation.json)
+    input_format: str = "title_text"
+    epochs: int = 3
     batch_size: int = 16
     grad_accum: int = 1
     lr: float = 5e-5  # encoder peak learning rate when fine-tuning
@@ -32,7 +34,9 @@ class TrainConfig:
     resume: bool = True
     keep_checkpoints: bool = False
     freeze_encoder: bool = False  # probe only: train the heads on the frozen encoder
-    probe_first: bool = True  # fine-tuning starts from heads fitted on the frozen encoder (LP-FT)
+    # after selection on the split, retrain on every label for the selected epochs (train.refit_on_all)
+    refit_all: bool = False
+    probe_first: bool = False  # True: fine-tuning starts from heads fitted on the frozen encoder (LP-FT)
     head_hidden: int = 512
     bow_dim: int = 64  # lexical branch over the wordpieces (StudentConfig.bow_dim); 0 = encoder only
     bow_mode: str = "both"  # concat | wide | both (StudentConfig.bow_mode)

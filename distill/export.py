@@ -50,7 +50,21 @@ def agreement_record(summary: dict) -> dict:
         "labels": summary["labels"],
         "backbone": summary["backbone"],
         "mode": summary["mode"],
+        "refit": summary.get("refit"),
     }
+
+
+def _refit_note(summary: dict) -> str:
+    refit = summary.get("refit")
+    if not refit:
+        return ""
+    epochs = f"{refit['epochs']} fine-tuning" if refit["epochs"] else f"{refit['head_epochs']} head"
+    return (
+        f"\n**This model was then retrained on all {refit['paragraphs']} labelled paragraphs "
+        f"({refit['articles']} articles)** with the same recipe for the {epochs} epochs selected, keeping "
+        "the temperatures fitted below. The agreement figures are those of the split run, whose model did "
+        "not see the held-out articles; they estimate this model's agreement (it saw more labels).\n"
+    )
 
 
 def _lexical_note(cfg: dict) -> str:
@@ -111,7 +125,7 @@ Teacher: {", ".join(agreement["teacher_models"])}; prompt: {", ".join(agreement[
 Split by article (seed {cfg["seed"]}): train {summary["sizes"]["train"]} paragraphs
 ({summary["articles"]["train"]} articles), validation {summary["sizes"]["validation"]}
 (early stopping, temperature scaling), test {summary["sizes"]["test"]}.
-
+{_refit_note(summary)}
 ## Agreement with the teacher (held-out {summary["held_out_part"]} articles, n={summary["sizes"]["held_out"]})
 | metric | this student | paper (XLM-R-base, 358K labels) |
 | --- | --- | --- |

@@ -1,14 +1,12 @@
 """Train the multi-task student on teacher labels: `run_train` is the stage's entry point.
 
 Two modes share one model class and one export:
-- fine-tuning (default), as linear probing then fine-tuning (LP-FT): the heads are first fitted on the
-  frozen encoder's cached embeddings (`fit_heads`, seconds), then the whole model fine-tunes from
-  there with AdamW (the encoder at `lr`, the already-fitted heads at `fine_tune_head_lr`), linear
-  warm-up and decay, bf16 autocast on CUDA (fp32 on any CPU), dynamic padding with length-grouped
-  batches, gradient accumulation, per-epoch checkpoints and resume, early stopping on validation,
-  DDP under `torchrun`. Starting from fitted heads keeps random-head gradients from distorting the
-  pretrained features; the starting point is itself a validation candidate, so fine-tuning can only
-  replace it by doing better on the validation articles;
+- fine-tuning (default): the whole model trains with AdamW (the encoder at `lr`, the heads at
+  `fine_tune_head_lr`), linear warm-up and decay, bf16 autocast where the hardware has it natively
+  (else fp32), dynamic padding with length-grouped batches, gradient accumulation, per-epoch
+  checkpoints and resume, early stopping and epoch selection on the validation articles, DDP under
+  `torchrun`. `probe_first=True` starts it from heads fitted on the frozen encoder (LP-FT), the
+  starting point then being itself a validation candidate;
 - `freeze_encoder=True`: the probe alone (embed once, cached; train only the heads): seconds instead
   of hours on a CPU.
 Either way the temperatures are fitted on the validation articles and the agreement with the teacher
@@ -23,7 +21,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,20 +50,20 @@ def select_device(device: str = "auto") -> torch.device:
 
 
 def select_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for training (None: fp32). `auto` is bf16 on CUDA GPUs that support it, else fp32.
+    """The autocast dtype for training (None: fp32). `auto` is bf16 where bf16 matmuls are native, else fp32.
 
-    On CPU `auto` is always fp32: bf16 autocast is emulated (~8x slower) on CPUs without AVX512-BF16/AMX,
-    and on those with it the project has not measured it to be faster and label-preserving, so a CPU
-    trains the same numbers whatever its flags. On CUDA bf16 is the usual mixed-precision recipe (assumed,
-    not measured here: no GPU); `fp32` turns it off, `bf16` forces it anywhere.
+    Native: CUDA GPUs that support bf16, and CPUs with AVX512-BF16/AMX (`distill.inference.native_bf16`,
+    which `BIOMED_ENRICH_NATIVE_BF16=0|1` overrides; the tests pin it to 0 so every CPU trains the same
+    numbers). Elsewhere bf16 autocast is emulated (~8x slower), so `auto` stays fp32; `fp32` turns bf16
+    off, `bf16` forces it anywhere. bf16 autocast keeps fp32 master weights and fp32 losses.
     """
+    from distill.inference import native_bf16
+
     if precision == "fp32":
         return None
     if precision == "bf16":
         return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return None
+    return torch.bfloat16 if native_bf16(device) else None
 
 
 def seed_everything(seed: int) -> None:
@@ -735,25 +733,88 @@ def run_train(
     workdir.mkdir(parents=True, exist_ok=True)
 
     t0 = time.time()
-    resuming = cfg.resume and (workdir / "checkpoint" / "state.pt").exists()
-    fit, valid_raw, held_raw = {}, None, None
-    if cfg.freeze_encoder or (cfg.probe_first and not resuming):
-        fit, valid_raw, held_raw = fit_probe(model, tokenizer, train, valid, test, cfg)
-    if not cfg.freeze_encoder:
-        tuned = fine_tune(model, tokenizer, parts, fit, held_raw, cfg, workdir)
-        if tuned is None:
-            return {"rank": _dist_info()[0]}
-        fit, valid_raw, held_raw = tuned
+    trained = train_parts(model, tokenizer, parts, cfg, workdir)
+    if trained is None:
+        return {"rank": _dist_info()[0]}
+    fit, probe_fit, valid_raw, held_raw = trained
     train_seconds = time.time() - t0
-    model.to("cpu")
 
     metrics = calibrate_and_evaluate(model, valid, valid_raw, held_out, held_raw)
     summary = train_summary(labels, backbone, cfg, data, parts, model, metrics, fit, train_seconds)
+    if cfg.refit_all and len(valid):
+        refit = refit_on_all(data, backbone, cfg, fit, probe_fit, model.config.temperatures, workdir)
+        if refit is None:
+            return {"rank": _dist_info()[0]}
+        (tokenizer, model), summary["refit"] = refit
     export_student(model, tokenizer, str(workdir), summary)
     if not cfg.keep_checkpoints:
         shutil.rmtree(workdir / "checkpoint", ignore_errors=True)
     summary["seconds"] = time.time() - started
     return summary
+
+
+def train_parts(model, tokenizer, parts, cfg: TrainConfig, workdir: Path):
+    """Probe and/or fine-tune `model` in place on (train, valid, test): (fit, probe fit or {}, valid
+    outputs, held-out outputs), or None on ranks other than 0."""
+    train, valid, test = parts
+    resuming = cfg.resume and (workdir / "checkpoint" / "state.pt").exists()
+    fit, valid_raw, held_raw = {}, None, None
+    if cfg.freeze_encoder or (cfg.probe_first and not resuming):
+        fit, valid_raw, held_raw = fit_probe(model, tokenizer, train, valid, test, cfg)
+    probe_fit = fit
+    if not cfg.freeze_encoder:
+        tuned = fine_tune(model, tokenizer, parts, fit, held_raw, cfg, workdir)
+        if tuned is None:
+            return None
+        fit, valid_raw, held_raw = tuned
+    model.to("cpu")
+    return fit, probe_fit, valid_raw, held_raw
+
+
+def selected_epochs(fit: dict) -> int | None:
+    """Epochs up to the one validation selected (0: the starting point won); None without validation."""
+    scored = [r for r in fit.get("history", []) if "valid_criterion" in r]
+    return min(scored, key=lambda r: r["valid_criterion"])["epoch"] + 1 if scored else None
+
+
+def refit_on_all(data, backbone, cfg: TrainConfig, fit: dict, probe_fit: dict, temperatures, workdir: Path):
+    """The same recipe retrained on every label for the epochs the split run selected.
+
+    No validation articles are left to select on, so the epoch counts, temperatures and the agreement
+    figures are the split run's, whose model was trained without its held-out articles: they estimate
+    this model's agreement (slightly pessimistically: it sees more labels). Returns ((tokenizer, model),
+    record), or None on ranks other than 0.
+    """
+    started = time.time()
+    head_epochs = selected_epochs(probe_fit) or cfg.head_epochs
+    epochs = 0 if cfg.freeze_encoder else selected_epochs(fit)
+    rcfg = replace(
+        cfg,
+        valid_fraction=0.0,
+        test_fraction=0.0,
+        head_epochs=max(1, head_epochs),
+        epochs=max(1, epochs or 0),
+        # a fine-tune that never beat its probe refits as the probe
+        freeze_encoder=cfg.freeze_encoder or (epochs == 0 and cfg.probe_first),
+        refit_all=False,
+    )
+    seed_everything(cfg.seed)
+    tokenizer, model = new_student(backbone, rcfg)
+    none = data.subset([])
+    if train_parts(model, tokenizer, (data, none, none), rcfg, workdir / "refit") is None:
+        return None
+    model.config.temperatures = dict(temperatures)
+    shutil.rmtree(workdir / "refit", ignore_errors=True)
+    record = {
+        "paragraphs": len(data),
+        "articles": len(set(data.articles)),
+        "mode": "frozen_encoder" if rcfg.freeze_encoder else "fine_tune",
+        "head_epochs": rcfg.head_epochs if rcfg.freeze_encoder or rcfg.probe_first else None,
+        "epochs": None if rcfg.freeze_encoder else rcfg.epochs,
+        "seconds": time.time() - started,
+        "agreement": "measured on the held-out articles of the split run (same recipe, trained without them)",
+    }
+    return (tokenizer, model), record
 
 
 def copy_model(model: StudentModel) -> StudentModel:

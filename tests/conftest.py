@@ -16,6 +16,10 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # (set before torch is imported anywhere; inherited by the Beam and Dask workers the tests start)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# bf16 autocast is the training and scoring default where the CPU has it natively (AVX512-BF16/AMX):
+# pin detection off so a test compares the same fp32 numbers on every CPU (tests of bf16 set it themselves)
+os.environ.setdefault("BIOMED_ENRICH_NATIVE_BF16", "0")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BIOMED_ENRICH_SHARED", REPO.parent / "shared"))
 PMC_SAMPLE = SHARED / "data" / "pmc-sample"

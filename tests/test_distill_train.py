@@ -189,6 +189,42 @@ print(",".join(p["document_type"]))
     assert json.loads((tmp_path / "eval.json").read_text())["metrics"]["educational_score"]["n"] == 30
 
 
+def test_refit_all_retrains_on_every_label_for_the_selected_epochs(teacher_labels, tmp_path):
+    """Select on the split, then ship a model trained on all labels: same recipe, the epoch count
+    validation chose, the split run's temperatures and agreement, and a card that says so."""
+    import pyarrow.parquet as pq
+
+    labels = tmp_path / "labels.parquet"
+    pq.write_table(pq.read_table(teacher_labels).slice(0, 160), labels)
+    options = dict(
+        freeze_encoder=True,
+        max_seq_length=48,
+        head_epochs=40,
+        valid_fraction=0.2,
+        test_fraction=0.2,
+        cache_dir=str(tmp_path / "cache"),
+        progress=False,
+    )
+    split = run_train([str(labels)], str(tmp_path / "split"), **options)
+    summary = run_train([str(labels)], str(tmp_path / "all"), refit_all=True, **options)
+    best = min(split["history"], key=lambda r: r["valid_criterion"])["epoch"] + 1
+    assert summary["refit"]["paragraphs"] == 160 and summary["refit"]["head_epochs"] == best < 40
+    assert summary["metrics"] == split["metrics"] and summary["temperatures"] == split["temperatures"]
+
+    texts = pq.read_table(teacher_labels).column("text").to_pylist()[200:230]
+    models = {name: StudentModel.from_pretrained(tmp_path / name) for name in ("split", "all")}
+    assert models["all"].config.temperatures == split["temperatures"]
+    scores = {
+        name: predict(m, AutoTokenizer.from_pretrained(tmp_path / name), texts)["document_type_scores"]
+        for name, m in models.items()
+    }
+    assert not np.allclose(scores["split"], scores["all"])  # more labels, other weights
+    agreement = json.loads((tmp_path / "all" / "agreement.json").read_text())
+    assert agreement["refit"]["paragraphs"] == 160 and agreement["headline"] == headline(split["metrics"])
+    assert "retrained on all 160 labelled paragraphs" in (tmp_path / "all" / "README.md").read_text()
+    assert not (tmp_path / "all" / "refit").exists()
+
+
 def test_fine_tuning_starts_from_the_probe_and_keeps_it_unless_beaten(teacher_labels, tmp_path):
     """LP-FT: the heads are fitted on the frozen encoder first, and that starting point is a validation
     candidate: a fine-tuning run that wrecks the model (learning rate 1.0) leaves the probe's weights."""
@@ -200,6 +236,8 @@ def test_fine_tuning_starts_from_the_probe_and_keeps_it_unless_beaten(teacher_la
         [str(labels)],
         str(tmp_path / "model"),
         max_seq_length=48,
+        probe_first=True,
+        refit_all=True,
         epochs=1,
         lr=1.0,
         fine_tune_head_lr=1.0,
@@ -216,6 +254,8 @@ def test_fine_tuning_starts_from_the_probe_and_keeps_it_unless_beaten(teacher_la
     assert probe["epochs_run"] > 0 and summary["fit"]["epochs_run"] == 1
     assert headline(summary["metrics"]) == pytest.approx(probe["headline"])
     assert json.loads((tmp_path / "model" / "agreement.json").read_text())["mode"] == summary["mode"]
+    # the fine-tune never beat its starting point, so the model refitted on all labels is the probe
+    assert summary["refit"]["mode"] == "frozen_encoder" and summary["refit"]["epochs"] is None
 
 
 def test_article_bootstrap_of_the_lead_is_zero_for_a_tie_and_positive_for_a_real_lead(labelled):

@@ -86,7 +86,15 @@ TEST_FRACTION_OPTION = typer.Option(
     TrainConfig.test_fraction, "--test-fraction", help="Articles held out for agreement.json."
 )
 PRECISION_OPTION = typer.Option(
-    "auto", "--precision", help="auto | fp32 | bf16 (auto: fp32 on CPU, bf16 on CUDA)."
+    "auto",
+    "--precision",
+    help="auto | fp32 | bf16 (auto: bf16 where it is native: CUDA, CPUs with AVX512-BF16/AMX; else fp32).",
+)
+REFIT_ALL_OPTION = typer.Option(
+    TrainConfig.refit_all,
+    "--refit-all",
+    help="After selection on the split, retrain on every label for the selected epochs and ship that model "
+    "(its agreement.json: the split run's held-out figures).",
 )
 NO_RESUME_OPTION = typer.Option(False, "--no-resume", help="Start afresh even if OUTPUT/checkpoint/ exists.")
 
@@ -113,6 +121,7 @@ def command(
     test_fraction: float = TEST_FRACTION_OPTION,
     precision: str = PRECISION_OPTION,
     seed: int = typer.Option(0, "--seed", help="Seed of the article split, initialisation and shuffling."),
+    refit_all: bool = REFIT_ALL_OPTION,
     no_resume: bool = NO_RESUME_OPTION,
     quiet: bool = quiet_option(),
 ) -> None:
@@ -151,6 +160,7 @@ def command(
             test_fraction=test_fraction,
             precision=precision,
             seed=seed,
+            refit_all=refit_all,
             resume=not no_resume,
         )
     finish("train", summary, output)
