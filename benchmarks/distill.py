@@ -116,6 +116,7 @@ def plain_baseline(args, part, config) -> tuple[dict, dict] | None:
         "name": "plain fine-tune (benchmarks/plain_finetune.py), last epoch",
         "options": result["options"],
         "precision": result["precision"],
+        "cpu": result["cpu"],
         "epoch": last,
         "headline": headline(evaluate_outputs(raw, part, config, temperatures=ones)),
         "train_seconds": sum(e["train_seconds"] for e in result["epochs"]),

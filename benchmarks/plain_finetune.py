@@ -240,7 +240,9 @@ def main() -> None:
         result["complete"] = any(e["epoch"] == args.epochs for e in result["epochs"])
     npz = out.with_suffix(".npz")
     arrays = dict(np.load(npz)) if npz.exists() and result["epochs"] else {}
-    arrays.update(ids=np.array(valid.ids), articles=np.array(valid.articles))
+    # the outputs say which CPU made them (bf16 on a native-bf16 CPU, fp32 elsewhere), as the JSON does
+    cpu = json.dumps(result["cpu"], sort_keys=True)
+    arrays.update(ids=np.array(valid.ids), articles=np.array(valid.articles), cpu=np.array(cpu))
 
     steps = math.ceil(len(train) / args.batch_size)
 

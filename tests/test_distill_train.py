@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from transformers import AutoTokenizer
@@ -122,16 +123,16 @@ def test_embedding_cache_only_embeds_new_texts(embedded, tokenizer, tmp_path):
     np.testing.assert_allclose(both[:5].numpy(), first[5:].numpy())
 
 
-def test_run_train_exports_a_student_a_fresh_process_reproduces(teacher_labels, labelled, tmp_path):
+def _first_labels(teacher_labels, tmp_path, n: int) -> str:
+    """The first `n` real teacher labels as a file of their own (a run small enough for a test)."""
     labels = tmp_path / "labels.parquet"
-    import pyarrow.parquet as pq
+    pq.write_table(pq.read_table(teacher_labels).slice(0, n), labels)
+    return str(labels)
 
-    pq.write_table(pq.read_table(teacher_labels).slice(0, 160), labels)
-    out = tmp_path / "model"
-    summary = run_train(
-        [str(labels)],
-        str(out),
-        freeze_encoder=True,
+
+def _small_run(tmp_path) -> dict:
+    """run_train options of the small runs below: 48 tokens, 40 head epochs, 20/20 split, own cache."""
+    return dict(
         max_seq_length=48,
         head_epochs=40,
         valid_fraction=0.2,
@@ -139,6 +140,12 @@ def test_run_train_exports_a_student_a_fresh_process_reproduces(teacher_labels, 
         cache_dir=str(tmp_path / "cache"),
         progress=False,
     )
+
+
+def test_run_train_exports_a_student_a_fresh_process_reproduces(teacher_labels, labelled, tmp_path):
+    labels = _first_labels(teacher_labels, tmp_path, 160)
+    out = tmp_path / "model"
+    summary = run_train([labels], str(out), freeze_encoder=True, **_small_run(tmp_path))
     agreement = json.loads((out / "agreement.json").read_text())
     assert agreement["sizes"]["train"] == summary["sizes"]["train"] and agreement["sizes"]["held_out"] > 0
     assert (
@@ -192,21 +199,10 @@ print(",".join(p["document_type"]))
 def test_refit_all_retrains_on_every_label_for_the_selected_epochs(teacher_labels, tmp_path):
     """Select on the split, then ship a model trained on all labels: same recipe, the epoch count
     validation chose, the split run's temperatures and agreement, and a card that says so."""
-    import pyarrow.parquet as pq
-
-    labels = tmp_path / "labels.parquet"
-    pq.write_table(pq.read_table(teacher_labels).slice(0, 160), labels)
-    options = dict(
-        freeze_encoder=True,
-        max_seq_length=48,
-        head_epochs=40,
-        valid_fraction=0.2,
-        test_fraction=0.2,
-        cache_dir=str(tmp_path / "cache"),
-        progress=False,
-    )
-    split = run_train([str(labels)], str(tmp_path / "split"), **options)
-    summary = run_train([str(labels)], str(tmp_path / "all"), refit_all=True, **options)
+    labels = _first_labels(teacher_labels, tmp_path, 160)
+    options = dict(freeze_encoder=True, **_small_run(tmp_path))
+    split = run_train([labels], str(tmp_path / "split"), **options)
+    summary = run_train([labels], str(tmp_path / "all"), refit_all=True, **options)
     best = min(split["history"], key=lambda r: r["valid_criterion"])["epoch"] + 1
     assert summary["refit"]["paragraphs"] == 160 and summary["refit"]["head_epochs"] == best < 40
     assert summary["metrics"] == split["metrics"] and summary["temperatures"] == split["temperatures"]
@@ -228,24 +224,15 @@ def test_refit_all_retrains_on_every_label_for_the_selected_epochs(teacher_label
 def test_fine_tuning_starts_from_the_probe_and_keeps_it_unless_beaten(teacher_labels, tmp_path):
     """LP-FT: the heads are fitted on the frozen encoder first, and that starting point is a validation
     candidate: a fine-tuning run that wrecks the model (learning rate 1.0) leaves the probe's weights."""
-    import pyarrow.parquet as pq
-
-    labels = tmp_path / "labels.parquet"
-    pq.write_table(pq.read_table(teacher_labels).slice(0, 240), labels)
     summary = run_train(
-        [str(labels)],
+        [_first_labels(teacher_labels, tmp_path, 240)],
         str(tmp_path / "model"),
-        max_seq_length=48,
         probe_first=True,
         refit_all=True,
         epochs=1,
         lr=1.0,
         fine_tune_head_lr=1.0,
-        head_epochs=40,
-        valid_fraction=0.2,
-        test_fraction=0.2,
-        cache_dir=str(tmp_path / "cache"),
-        progress=False,
+        **_small_run(tmp_path),
     )
     assert summary["mode"] == "probe_then_fine_tune"
     start, epoch = summary["history"]
