@@ -327,7 +327,7 @@ def test_default_probe_on_all_labels_is_calibrated_and_scored_on_validation_only
     No test part: development looks at validation only (the comparison with the tuned TF-IDF baseline
     is `benchmarks/distill.py`'s job; on record the student no longer beats it on document type).
     """
-    split = {"valid_fraction": 0.1, "seed": 0}
+    split = {"valid_fraction": 0.1, "test_fraction": 0.0, "seed": 0}
     summary = run_train(
         [str(teacher_labels)], str(tmp_path / "model"), freeze_encoder=True, progress=False, **split
     )
