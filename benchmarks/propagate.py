@@ -9,6 +9,11 @@ GPU figures are a model (FLOPs from the architecture at the measured length dist
 measurement: there is no GPU here.
 
     python benchmarks/propagate.py [--n 300] [--rounds 2] [--option-n 128]
+    python benchmarks/propagate.py --frontier-only --frontier default=DIR 2l128=DIR 2l128-int8=DIR ...
+
+The frontier (issue 21) runs each given student on its default path over the validation articles of
+the release split: paragraphs per CPU- and wall-second, agreement with the teacher and with the first
+(default) student, FLOPs and GPU estimates, and `cost_ratio_at_equal_quality`.
 """
 
 from __future__ import annotations
@@ -146,6 +151,154 @@ def write(result: dict, path: str, model, lengths: np.ndarray, tokenize_per_cpu_
     Path(path).write_text(json.dumps(result, indent=2) + "\n")
 
 
+# ------------------------------------------------------------------------------------------ frontier
+# Cost at equal quality (issue 21): variants of the default student against its default path.
+RELEASE_SPLIT = {"valid_fraction": 0.1, "test_fraction": 0.2, "seed": 1}
+EQUAL_QUALITY = 0.01  # a variant is "equal" when within this of the default on type F1, domain F1 and r
+QUALITY_KEYS = ("document_type_f1", "domain_f1", "educational_score_pearson")
+
+
+def quality(raw: tuple[np.ndarray, ...], part, config) -> dict:
+    from distill.evaluate import evaluate_outputs
+    from distill.metrics import headline
+
+    keys = ("document_type_logits", "domain_logits", "educational_score")
+    return {
+        k: round(v, 4)
+        for k, v in headline(evaluate_outputs(dict(zip(keys, raw, strict=True)), part, config)).items()
+    }
+
+
+def agreement_with(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> dict:
+    """How closely one model's outputs follow another's: equal labels per head, score r and MAD."""
+    return {
+        "document_type": round(float(np.mean(a[0].argmax(1) == b[0].argmax(1))), 4),
+        "domain": round(float(np.mean(a[1].argmax(1) == b[1].argmax(1))), 4),
+        "score_pearson": round(float(np.corrcoef(a[2], b[2])[0, 1]), 4),
+        "score_mad": round(float(np.mean(np.abs(a[2] - b[2]))), 4),
+    }
+
+
+def cost_ratio_at_equal_quality(rows: dict[str, dict], default: str) -> dict:
+    """Best paragraphs-per-CPU-second ratio over `default` among models within EQUAL_QUALITY of it."""
+    ref = rows[default]["quality"]
+    equal = {
+        name: row
+        for name, row in rows.items()
+        if all(row["quality"][k] >= ref[k] - EQUAL_QUALITY for k in QUALITY_KEYS)
+    }
+    best = max(equal, key=lambda n: equal[n]["per_cpu_s"])
+    return {
+        "ratio": round(equal[best]["per_cpu_s"] / rows[default]["per_cpu_s"], 2),
+        "variant": best,
+        "equal_quality": f"within {EQUAL_QUALITY} of {default!r} on {', '.join(QUALITY_KEYS)}",
+        "candidates": sorted(equal),
+    }
+
+
+def frontier(models: dict[str, str], labels: str, rounds: int, tokenize_per_cpu_s: float | None) -> dict:
+    """Each model on its default path (`load_scorer`), on the validation articles of the release split:
+    paragraphs per CPU-second and per wall-second (interleaved rounds, median), agreement with the
+    teacher, agreement with the first model (the default), FLOPs and the GPU estimate they imply."""
+    from distill.data import load_labels, split_by_article
+    from distill.inference import load_scorer, tokenize
+    from distill.int8 import is_int8
+
+    data = load_labels([labels], input_format="title_text")
+    _, valid_idx, _ = split_by_article(data.articles, **RELEASE_SPLIT)
+    part = data.subset(valid_idx)
+    scorers = {name: load_scorer(path) for name, path in models.items()}
+    for name, scorer in scorers.items():
+        if scorer.inputs([{"text": "x", "section_title": "t", "path": "p[0]"}])[0] != "t | x":
+            raise SystemExit(f"{name} does not read `section title | text`: the frontier compares those")
+        scorer.score(part.texts[:64])  # warm-up, and `auto` precision calibrates on real texts
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in scorers}
+    outputs = {}
+    for r in range(rounds):
+        for name in list(scorers)[:: 1 if r % 2 == 0 else -1]:
+            wall, cpu, outputs[name] = timed(lambda s=scorers[name]: s.predict_arrays(part.texts))
+            runs[name].append((wall, cpu))
+            print(f"frontier round {r} {name}: {len(part) / cpu:.1f} para/cpu-s", flush=True)
+    default = next(iter(models))
+    rows = {}
+    for name, scorer in scorers.items():
+        wall = statistics.median(w for w, _ in runs[name])
+        cpu = statistics.median(c for _, c in runs[name])
+        lengths = np.array([len(x) for x in tokenize(scorer.tokenizer, part.texts, scorer.max_seq_length)])
+        int8 = is_int8(scorer.model)
+        flops = flops_per_paragraph(load_model(models[name])[0] if int8 else scorer.model, lengths)
+        rows[name] = {
+            "model": models[name],
+            "layers": int(scorer.config.encoder["num_hidden_layers"]),
+            "max_seq_length": scorer.max_seq_length,
+            "int8_encoder": int8,
+            "precision": scorer.describe()["precision_used"],
+            "per_cpu_s": round(len(part) / cpu, 2),
+            "per_s": round(len(part) / wall, 2),
+            "quality": quality(outputs[name], part, scorer.config),
+            "agreement_with_default": agreement_with(outputs[name], outputs[default]),
+            "gflops_per_paragraph": round(flops["gflops_per_paragraph_mean"], 3),
+        }
+        if tokenize_per_cpu_s:
+            a100 = gpu_estimate(flops, tokenize_per_cpu_s)["A100"]["bf16"]
+            rows[name]["a100_bf16_paragraphs_per_s_estimate"] = a100["paragraphs_per_s"]
+        rows[name]["cpu_cost_vs_default"] = round(rows[default]["per_cpu_s"] / rows[name]["per_cpu_s"], 3)
+    return {
+        "part": f"validation articles of the release split {RELEASE_SPLIT}",
+        "paragraphs": len(part),
+        "articles": len(set(part.articles)),
+        "rounds": rounds,
+        "default": default,
+        "rows": rows,
+        "cost_ratio_at_equal_quality": cost_ratio_at_equal_quality(rows, default),
+    }
+
+
+def add_frontier(result: dict, args) -> None:
+    """Measure the frontier of `--frontier NAME=DIR ...` into `result`, and plot it beside the JSON."""
+    from cpu import cpu_info
+
+    models = dict(item.split("=", 1) for item in args.frontier)
+    rate = (result.get("tokens") or {}).get("tokenize_per_cpu_s")
+    result["frontier"] = {"cpu": cpu_info(), **frontier(models, args.labels, args.frontier_rounds, rate)}
+    result["cost_ratio_at_equal_quality"] = result["frontier"]["cost_ratio_at_equal_quality"]["ratio"]
+    plot_frontier(result["frontier"], Path(args.output).with_name("frontier.png"))
+    print(json.dumps(result["frontier"]["cost_ratio_at_equal_quality"]), flush=True)
+
+
+def plot_frontier(front: dict, path: Path) -> None:
+    """Agreement with the teacher against paragraphs per CPU-second, one panel per headline metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = front["rows"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharex=True)
+    for ax, key in zip(axes, QUALITY_KEYS, strict=True):
+        ref = rows[front["default"]]["quality"][key]
+        ax.axhspan(ref - EQUAL_QUALITY, ref + EQUAL_QUALITY, color="0.9", label=f"default +-{EQUAL_QUALITY}")
+        for name, row in rows.items():
+            ax.scatter(row["per_cpu_s"], row["quality"][key], marker="s" if row["int8_encoder"] else "o")
+            ax.annotate(
+                name,
+                (row["per_cpu_s"], row["quality"][key]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+        ax.set_title(key)
+        ax.set_xlabel("paragraphs per CPU-second")
+    axes[0].set_ylabel("agreement with the teacher (validation articles)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(
+        f"Scoring cost vs agreement ({front['cpu']['model']}, {front['cpu']['summary']})", fontsize=9
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -157,8 +310,25 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-compile", action="store_true")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--output", default=str(RESULT))
+    parser.add_argument(
+        "--frontier",
+        nargs="+",
+        metavar="NAME=MODEL_DIR",
+        help="cost at equal quality: the default student first, then its variants (`biomed-enrich shrink`)",
+    )
+    parser.add_argument("--frontier-rounds", type=int, default=3)
+    parser.add_argument(
+        "--frontier-only", action="store_true", help="measure the frontier only; other results are kept"
+    )
     args = parser.parse_args(argv)
     torch.manual_seed(0)
+    if args.frontier_only:
+        if not args.frontier:
+            parser.error("--frontier-only needs --frontier")
+        result = json.loads(Path(args.output).read_text()) if Path(args.output).exists() else {}
+        add_frontier(result, args)
+        Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+        return result
 
     table = pq.read_table(args.labels, columns=["id", "text"])
     rng = np.random.default_rng(0)
@@ -296,6 +466,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"beam: {result['beam_directrunner']}", flush=True)
         save()
 
+    if args.frontier:
+        add_frontier(result, args)
+        save()
     if not args.skip_compile:  # last: inductor compilation is long on a shared CPU
         measure("compile", InferenceOptions(compile=True))
     print(json.dumps({k: result[k] for k in ("ours_per_s", "baseline_per_s", "ratio", "label_agreement")}))

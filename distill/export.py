@@ -79,6 +79,35 @@ def _lexical_note(cfg: dict) -> str:
     )
 
 
+def _variant_note(summary: dict) -> str:
+    """What a cheaper variant (`distill.shrink`) is, and its measured speed against its source."""
+    v = summary.get("variant")
+    if not v:
+        return ""
+    speed = v.get("speed") or {}
+    int8 = (
+        " with a static int8 ONNX encoder (CPU; the torch weights run on CUDA)" if v["int8_encoder"] else ""
+    )
+    distilled = (
+        f", distilled on {v['unlabelled_rows']} unlabelled paragraphs "
+        f"({v['unlabelled_articles']} training-part articles) labelled by the source, "
+        "plus the teacher's training labels"
+        if v.get("unlabelled_rows")
+        else ""
+    )
+    measured = (
+        f" Scoring speed: {speed['ratio']}x the source's paragraphs per CPU-second "
+        f"({speed['per_cpu_s']['variant']} vs {speed['per_cpu_s']['source']}, "
+        f"{speed['paragraphs']} validation paragraphs, each on its default path, {speed['machine']})."
+        if speed
+        else ""
+    )
+    return (
+        f"\nA cheaper variant of `{v['source']}`: encoder layers {v['layers_kept']} of {v['source_layers']}, "
+        f"{v['max_seq_length']} tokens{int8}{distilled}.{measured}\n"
+    )
+
+
 def model_card(summary: dict, agreement: dict) -> str:
     h = agreement["headline"]
     cfg = summary["config"]
@@ -125,7 +154,7 @@ Teacher: {", ".join(agreement["teacher_models"])}; prompt: {", ".join(agreement[
 Split by article (seed {cfg["seed"]}): train {summary["sizes"]["train"]} paragraphs
 ({summary["articles"]["train"]} articles), validation {summary["sizes"]["validation"]}
 (early stopping, temperature scaling), test {summary["sizes"]["test"]}.
-{_refit_note(summary)}
+{_refit_note(summary)}{_variant_note(summary)}
 ## Agreement with the teacher (held-out {summary["held_out_part"]} articles, n={summary["sizes"]["held_out"]})
 | metric | this student | paper (XLM-R-base, 358K labels) |
 | --- | --- | --- |

@@ -15,7 +15,8 @@ Where the speed comes from (each option is measured in `benchmarks/propagate.py`
   on a device with native bf16 (CUDA, AVX512-BF16/AMX CPUs) times fp32 and bf16 on the first real
   texts it scores and keeps bf16 only if it is faster and agrees on >= 99.5 % of labels; everywhere
   else (bf16 emulated) it is fp32. int8 quantisation runs in fp32. SDPA attention is the default.
-- Optional: int8 dynamic quantisation of Linear layers (CPU only) and `torch.compile`.
+- Optional: int8 dynamic quantisation of Linear layers (CPU only) and `torch.compile`. A model directory
+  holding a static int8 encoder (`distill.int8`) runs it on CPU, in fp32 around it.
 - On CUDA: pinned host memory and non-blocking copies.
 """
 
@@ -285,12 +286,12 @@ def labels_from_outputs(config, doc: np.ndarray, dom: np.ndarray, score: np.ndar
 
 
 def model_id(model_dir: str | Path) -> str:
-    """`<directory name>@<first 12 hex of the weights' sha256>`: names the model and pins its version."""
+    """`<directory name>@<first 12 hex of the weights' sha256>`: names the model and pins its version
+    (an int8 encoder beside the weights is part of them)."""
     path = Path(model_dir)
     digest = hashlib.sha256()
-    for name in sorted(p.name for p in path.glob("*.safetensors")) or sorted(
-        p.name for p in path.glob("*.bin")
-    ):
+    weights = sorted(p.name for p in path.glob("*.safetensors")) or sorted(p.name for p in path.glob("*.bin"))
+    for name in weights + sorted(p.name for p in path.glob("*.onnx")):
         with open(path / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
@@ -304,8 +305,13 @@ class Scorer:
         self, model, tokenizer, options: InferenceOptions = InferenceOptions(), name: str = "student"
     ):
         self.options = options
+        from distill.int8 import is_int8
+
         self.device = select_device(options.device)
-        self.precision = select_dtype(options.precision, self.device, quantize=options.quantize)
+        int8 = is_int8(model)
+        if int8 and (self.device.type != "cpu" or options.quantize):
+            raise ValueError("an int8 ONNX encoder runs on CPU, without --quantize")
+        self.precision = select_dtype(options.precision, self.device, quantize=options.quantize or int8)
         self.max_seq_length = int(options.max_seq_length or model.config.max_seq_length)
         self.batch_tokens = options.batch_tokens or DEFAULT_BATCH_TOKENS.get(self.device.type, 4096)
         self.tokenizer = tokenizer
@@ -460,19 +466,30 @@ class Scorer:
         }
 
 
-def load_model(model_dir: str | Path):
-    """The student and its tokenizer from a `save_pretrained` directory."""
+def load_model(model_dir: str | Path, *, int8: bool = False):
+    """The student and its tokenizer from a `save_pretrained` directory; `int8`: with the directory's
+    int8 ONNX encoder (`distill.int8`, CPU) in place of the torch one."""
     from transformers import AutoTokenizer
 
     from distill.model import StudentModel
 
     model = StudentModel.from_pretrained(str(model_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    if int8:
+        from distill.int8 import use_int8_encoder
+
+        model = use_int8_encoder(model, model_dir)
     return model, tokenizer
 
 
 def load_scorer(model_dir: str | Path, options: InferenceOptions = InferenceOptions()) -> Scorer:
-    model, tokenizer = load_model(model_dir)
+    """A scorer for `model_dir`; a model with an int8 encoder runs it on CPU (torch weights on CUDA)."""
+    from distill.int8 import has_int8_encoder
+
+    int8 = (
+        has_int8_encoder(model_dir) and select_device(options.device).type == "cpu" and not options.quantize
+    )
+    model, tokenizer = load_model(model_dir, int8=int8)
     return Scorer(model, tokenizer, options, name=model_id(model_dir))
 
 

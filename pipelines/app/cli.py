@@ -28,6 +28,7 @@ from pipelines.app.commands import (
     propagate,
     report,
     run,
+    shrink,
     subsets,
     train,
 )
@@ -136,6 +137,7 @@ _add("ingest", ingest.command, beam=True)
 _add("annotate", annotate.command, beam=True)
 _add("loop", loop.command)
 _add("train", train.command)
+_add("shrink", shrink.command)
 _add("evaluate", evaluate.command)
 _add("propagate", propagate.command, beam=True)
 _add("subsets", subsets.command, beam=True)

@@ -13,6 +13,7 @@ EXTRAS = {
     "teacher": ("openai",),
     "train": ("torch", "transformers", "sklearn"),
     "report": ("matplotlib",),
+    "int8": ("onnxruntime", "onnx"),
     "dask": ("dask", "distributed"),
 }
 
