@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from distill.inference import (  # noqa: E402
+    CALIBRATION_TEXTS,
     InferenceOptions,
     Scorer,
     labels_from_outputs,
@@ -211,7 +212,7 @@ def frontier(models: dict[str, str], labels: str, rounds: int, tokenize_per_cpu_
     for name, scorer in scorers.items():
         if scorer.inputs([{"text": "x", "section_title": "t", "path": "p[0]"}])[0] != "t | x":
             raise SystemExit(f"{name} does not read `section title | text`: the frontier compares those")
-        scorer.score(part.texts[:64])  # warm-up, and `auto` precision calibrates on real texts
+        scorer.score(part.texts[:CALIBRATION_TEXTS])  # warm-up; `auto` calibrates as a real run's first chunk
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in scorers}
     outputs = {}
     for r in range(rounds):

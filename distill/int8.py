@@ -58,16 +58,20 @@ def calibration_batches(
     tokenizer, texts: Sequence[str], max_seq_length: int, batch_size: int = 16
 ) -> list[dict]:
     """Length-sorted padded batches of real texts, as ONNX Runtime's calibrator feeds them."""
-    from distill.inference import collate, tokenize
-
-    ids = tokenize(tokenizer, list(texts), max_seq_length)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    pad = tokenizer.pad_token_id or 0
-    batches = []
-    for start in range(0, len(order), batch_size):
-        tensors = collate([ids[i] for i in order[start : start + batch_size]], pad)
-        batches.append({k: v.numpy() for k, v in tensors.items()})
-    return batches
+    texts = sorted(texts, key=len)
+    return [
+        dict(
+            tokenizer(
+                list(texts[start : start + batch_size]),
+                truncation=True,
+                max_length=max_seq_length,
+                padding=True,
+                return_token_type_ids=False,
+                return_tensors="np",
+            )
+        )
+        for start in range(0, len(texts), batch_size)
+    ]
 
 
 def quantize_encoder(model, tokenizer, texts: Sequence[str], output: str | Path) -> Path:

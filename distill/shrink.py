@@ -11,6 +11,7 @@ of both, so the variant's agreement is measured on the same held-out articles as
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import shutil
 import time
@@ -91,12 +92,25 @@ def training_part(articles: list[str], held_out: set[str], cfg: TrainConfig) -> 
     return [int(i) for i in keep if articles[i] not in held_out]
 
 
-def source_targets(model: StudentModel, tokenizer, ids, articles, texts) -> LabelledSet:
-    """The source student's answers as training targets: calibrated class probabilities and score."""
+def source_targets(
+    model: StudentModel, tokenizer, ids, articles, texts, cache: Path | None = None
+) -> LabelledSet:
+    """The source student's answers as training targets: calibrated class probabilities and score.
+
+    fp32, so every machine distils the same targets; cached in `cache` (an .npz) when given, as
+    every variant of one source learns from the same answers."""
+    from distill.inference import InferenceOptions
     from distill.predict import logits_to_labels
 
-    doc, dom, score = Scorer(model, tokenizer).predict_arrays(texts)  # the default path's own answers
-
+    if cache is not None and cache.exists():
+        with np.load(cache) as saved:
+            doc, dom, score = saved["doc"], saved["dom"], saved["score"]
+    else:
+        doc, dom, score = Scorer(model, tokenizer, InferenceOptions(precision="fp32")).predict_arrays(texts)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache.with_suffix(".tmp.npz"), doc=doc, dom=dom, score=score)
+            cache.with_suffix(".tmp.npz").replace(cache)
     cols = logits_to_labels(doc, dom, score, model.config)
     dt, dm = cols["document_type_scores"].astype(np.float32), cols["domain_scores"].astype(np.float32)
     return LabelledSet(
@@ -233,8 +247,13 @@ def run_shrink(
     distil = len(layer_ids) < total or cfg.max_seq_length != model.config.max_seq_length
     if distil:
         t0 = time.time()
+        from distill.train import default_cache_dir
+
+        kept_ids = [ids[i] for i in keep]
+        key = hashlib.sha256("\n".join([model_id(source), *kept_ids]).encode()).hexdigest()[:16]
+        cache = Path(cfg.cache_dir or default_cache_dir()) / "shrink-targets" / f"{key}.npz"
         pseudo = source_targets(
-            model, tokenizer, [ids[i] for i in keep], [articles[i] for i in keep], [texts[i] for i in keep]
+            model, tokenizer, kept_ids, [articles[i] for i in keep], [texts[i] for i in keep], cache
         )
         record.update(unlabelled_rows=len(pseudo), unlabelled_articles=len(set(pseudo.articles)))
         record["target_seconds"] = round(time.time() - t0, 1)

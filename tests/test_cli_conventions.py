@@ -20,6 +20,7 @@ def test_every_command_is_listed_and_documented():
         "annotate",
         "loop",
         "train",
+        "shrink",
         "evaluate",
         "propagate",
         "subsets",

@@ -158,3 +158,18 @@ def test_int8_encoder_is_refused_with_dynamic_quantisation(shrunk):
         Scorer(model, tokenizer, InferenceOptions(quantize=True))
     # asked for dynamic quantisation, load_scorer falls back to the torch encoder instead of failing
     assert not is_int8(load_scorer(shrunk[1], InferenceOptions(quantize=True)).model)
+
+
+def test_propagate_scores_with_the_int8_variant(source, shrunk, tmp_path):
+    from pipelines.propagate import run_propagate
+
+    out = tmp_path / "scored"
+    stats = run_propagate([source["paragraphs"]], str(shrunk[1]), str(out), progress=False)
+    scored = pq.read_table(sorted((out / "scored").glob("part-*.parquet"))).to_pylist()
+    assert stats["complete"] and len(scored) == stats["read"] > 0
+    assert {row["model_id"] for row in scored} == {model_id(shrunk[1])}
+    # the rows carry the int8 CPU path's answers (what load_scorer runs), in the variant's input format
+    scorer = load_scorer(shrunk[1])
+    rows = sorted(scored, key=lambda r: r["id"])[:100]
+    expected = scorer.score_rows(rows)["predictions"]
+    assert [r["document_type"] for r in rows] == [e["document_type"] for e in expected]
