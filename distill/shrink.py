@@ -156,27 +156,25 @@ def concat(a: LabelledSet, b: LabelledSet, k_dt: int, k_dm: int) -> LabelledSet:
 def speed_vs_source(source_dir: str, variant_dir: str, texts: list[str], rounds: int = 2) -> dict:
     """Paragraphs per CPU-second of the variant and its source on the same texts, interleaved runs, each
     on its default path (`load_scorer`: int8 encoder on CPU, `auto` precision): what the card states."""
-    import platform
-
-    from distill.inference import load_scorer
+    from distill.inference import CALIBRATION_TEXTS, load_scorer, native_bf16
 
     scorers = {"source": load_scorer(source_dir), "variant": load_scorer(variant_dir)}
     seconds: dict[str, list[float]] = {k: [] for k in scorers}
     for scorer in scorers.values():
-        scorer.score(texts[:64])  # warm-up and `auto` precision calibration
+        scorer.score(texts[:CALIBRATION_TEXTS])  # warm-up; `auto` calibrates as on a run's first chunk
     for r in range(rounds):
         for name in sorted(scorers, reverse=bool(r % 2)):
             cpu = time.process_time()
             scorers[name].score(texts)
             seconds[name].append(time.process_time() - cpu)
     per_cpu_s = {k: len(texts) / min(v) for k, v in seconds.items()}
+    bf16 = "native" if native_bf16(torch.device("cpu")) else "no native"
     return {
         "paragraphs": len(texts),
         "per_cpu_s": {k: round(v, 1) for k, v in per_cpu_s.items()},
         "ratio": round(per_cpu_s["variant"] / per_cpu_s["source"], 2),
         "precision": {k: s.describe()["precision_used"] for k, s in scorers.items()},
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"{torch.backends.cpu.get_cpu_capability()}",
+        "machine": f"CPU {torch.backends.cpu.get_cpu_capability()}, {bf16} bf16, {torch.get_num_threads()} threads",
     }
 
 
