@@ -169,12 +169,13 @@ def speed_vs_source(source_dir: str, variant_dir: str, texts: list[str], rounds:
             seconds[name].append(time.process_time() - cpu)
     per_cpu_s = {k: len(texts) / min(v) for k, v in seconds.items()}
     bf16 = "native" if native_bf16(torch.device("cpu")) else "no native"
+    threads = torch.get_num_threads()
     return {
         "paragraphs": len(texts),
         "per_cpu_s": {k: round(v, 1) for k, v in per_cpu_s.items()},
         "ratio": round(per_cpu_s["variant"] / per_cpu_s["source"], 2),
         "precision": {k: s.describe()["precision_used"] for k, s in scorers.items()},
-        "machine": f"CPU {torch.backends.cpu.get_cpu_capability()}, {bf16} bf16, {torch.get_num_threads()} threads",
+        "machine": f"CPU {torch.backends.cpu.get_cpu_capability()}, {bf16} bf16, {threads} threads",
     }
 
 
