@@ -214,6 +214,7 @@ def run_shrink(
     from distill.inference import model_id
     from distill.train import (
         calibrate_and_evaluate,
+        default_cache_dir,
         seed_everything,
         split_labels,
         train_parts,
@@ -246,8 +247,6 @@ def run_shrink(
     distil = len(layer_ids) < total or cfg.max_seq_length != model.config.max_seq_length
     if distil:
         t0 = time.time()
-        from distill.train import default_cache_dir
-
         kept_ids = [ids[i] for i in keep]
         key = hashlib.sha256("\n".join([model_id(source), *kept_ids]).encode()).hexdigest()[:16]
         cache = Path(cfg.cache_dir or default_cache_dir()) / "shrink-targets" / f"{key}.npz"
@@ -272,7 +271,8 @@ def run_shrink(
         from distill.predict import predict_logits
 
         variant, fit, train_seconds, parts = model, {}, 0.0, (train, valid, data.subset([]))
-        valid_raw = held_raw = predict_logits(variant, tokenizer, valid.texts, batch_size=64)
+        valid_raw = None  # the source's temperatures stay
+        held_raw = predict_logits(variant, tokenizer, valid.texts, batch_size=64)
     metrics = calibrate_and_evaluate(variant, valid, valid_raw, valid, held_raw)
     summary = train_summary(
         labels, source_summary["backbone"], cfg, data, parts, variant, metrics, fit, train_seconds
