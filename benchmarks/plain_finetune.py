@@ -23,8 +23,6 @@ import itertools
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -33,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from cpu import cpu_info  # noqa: E402  (benchmarks/cpu.py: the CPU record every benchmark writes)
 
 LABELS = ROOT.parent / "shared" / "data" / "labels" / "teacher_labels_v2.parquet"
 SPLIT = {"valid_fraction": 0.1, "test_fraction": 0.2, "seed": 1}
@@ -46,25 +46,6 @@ FORMATS = {
 def run_options(args) -> dict:
     """The options a run's results depend on (not where it writes, how often it saves, how many threads)."""
     return {k: v for k, v in vars(args).items() if k not in ("out", "workdir", "save_minutes", "threads")}
-
-
-def cpu_info() -> dict:
-    """What the timings ran on: lscpu's model name and whether the CPU has native bf16 / AVX-512."""
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        model = platform.processor()
-    return {
-        "model_name": model,
-        "cpus": os.cpu_count(),
-        **{f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")},
-    }
 
 
 def length_stats(tokenizer, texts: list[str]) -> dict:
