@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from distill.inputs import student_input
+from distill.int8 import has_int8_encoder, is_int8, use_int8_encoder
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # `auto` keeps bf16 only if it agrees with fp32 on at least this share of labels (each head) ...
@@ -305,8 +306,6 @@ class Scorer:
         self, model, tokenizer, options: InferenceOptions = InferenceOptions(), name: str = "student"
     ):
         self.options = options
-        from distill.int8 import is_int8
-
         self.device = select_device(options.device)
         int8 = is_int8(model)
         if int8 and (self.device.type != "cpu" or options.quantize):
@@ -476,16 +475,12 @@ def load_model(model_dir: str | Path, *, int8: bool = False):
     model = StudentModel.from_pretrained(str(model_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     if int8:
-        from distill.int8 import use_int8_encoder
-
         model = use_int8_encoder(model, model_dir)
     return model, tokenizer
 
 
 def load_scorer(model_dir: str | Path, options: InferenceOptions = InferenceOptions()) -> Scorer:
     """A scorer for `model_dir`; a model with an int8 encoder runs it on CPU (torch weights on CUDA)."""
-    from distill.int8 import has_int8_encoder
-
     int8 = (
         has_int8_encoder(model_dir) and select_device(options.device).type == "cpu" and not options.quantize
     )
