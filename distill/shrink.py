@@ -10,7 +10,6 @@ of both, so the variant's agreement is measured on the same held-out articles as
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import shutil
@@ -62,7 +61,6 @@ def drop_layers(model: StudentModel, keep: list[int], max_seq_length: int | None
             name = renumber[prefix] + name[len(prefix) :]
         state[name] = tensor
     small.load_state_dict(state, strict=True)
-    small.config.temperatures = copy.deepcopy(model.config.temperatures)
     return small.eval()
 
 
