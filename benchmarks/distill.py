@@ -34,9 +34,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from distill.data import RELEASE_SPLIT  # noqa: E402  (the project's article split)
 
 LABELS = ROOT.parent / "shared" / "data" / "labels" / "teacher_labels_v2.parquet"
-RELEASE_SPLIT = {"valid_fraction": 0.1, "test_fraction": 0.2, "seed": 1}
 RESULTS = {"validation": "distill_validation.json", "test": "distill.json"}
 LOWER_IS_BETTER = {"educational_score_mae"}
 

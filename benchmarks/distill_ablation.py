@@ -24,9 +24,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from distill.data import RELEASE_SPLIT  # noqa: E402  (the project's article split)
 
 LABELS = ROOT.parent / "shared" / "data" / "labels" / "teacher_labels_v2.parquet"
-RELEASE_SPLIT = {"valid_fraction": 0.1, "test_fraction": 0.2, "seed": 1}
 REFERENCE = "reference"
 ROWS: dict[str, dict] = {  # the reference reads `section title | text` (TrainConfig.input_format)
     REFERENCE: {},

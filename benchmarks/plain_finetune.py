@@ -31,11 +31,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
 from cpu import cpu_info  # noqa: E402  (benchmarks/cpu.py: the CPU record every benchmark writes)
 
+from distill.data import RELEASE_SPLIT  # noqa: E402  (the project's article split)
+
 LABELS = ROOT.parent / "shared" / "data" / "labels" / "teacher_labels_v2.parquet"
-SPLIT = {"valid_fraction": 0.1, "test_fraction": 0.2, "seed": 1}
 FORMATS = {
     "text": lambda r: r["text"],
     "title_text": lambda r: f"{r['section_title'] or ''} | {r['text']}",
@@ -179,7 +179,9 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(DEFAULT_BACKBONE))
     inputs = {f: [fmt(rows[i]) for i in data.ids] for f, fmt in FORMATS.items()}
     data = replace(data, texts=inputs[args.input_format])
-    parts = dict(zip(("train", "validation", "test"), split_by_article(data.articles, **SPLIT), strict=True))
+    parts = dict(
+        zip(("train", "validation", "test"), split_by_article(data.articles, **RELEASE_SPLIT), strict=True)
+    )
     train, valid = data.subset(parts["train"]), data.subset(parts["validation"])
     names = {"document_type": list(DOCUMENT_TYPE_LABELS), "domain": list(DOMAIN_LABELS)}
 
@@ -194,7 +196,7 @@ def main() -> None:
         "options": run_options(args),
         "labels": args.labels,
         "split": {
-            **SPLIT,
+            **RELEASE_SPLIT,
             **{
                 p: {"paragraphs": len(ix), "articles": len({data.articles[i] for i in ix})}
                 for p, ix in parts.items()

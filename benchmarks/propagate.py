@@ -32,7 +32,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
+from distill.data import RELEASE_SPLIT  # noqa: E402  (the project's article split)
 from distill.inference import (  # noqa: E402
     CALIBRATION_TEXTS,
     InferenceOptions,
@@ -154,7 +154,6 @@ def write(result: dict, path: str, model, lengths: np.ndarray, tokenize_per_cpu_
 
 # ------------------------------------------------------------------------------------------ frontier
 # Cost at equal quality (issue 21): variants of the default student against its default path.
-RELEASE_SPLIT = {"valid_fraction": 0.1, "test_fraction": 0.2, "seed": 1}
 EQUAL_QUALITY = 0.01  # a variant is "equal" when within this of the default on type F1, domain F1 and r
 QUALITY_KEYS = ("document_type_f1", "domain_f1", "educational_score_pearson")
 
