@@ -1,0 +1,126 @@
+"""Is the student's plateau variance or capacity? Students, and the averages of their answers, on the
+validation articles of the release split, each against a reference student (paired article bootstrap).
+
+    python benchmarks/student_ensembles.py --reference DEFAULT [NAME=DIR ...] \
+        [--plain benchmarks/results/plain_finetune.npz]
+
+If averaging the calibrated probabilities (and scores) of independently trained students does not beat
+the best of them, neither will distilling that average back into one student (self-training, an
+ensemble distilled): the headroom is in the encoder and the labels, not in the fine-tune's variance.
+`--plain` adds the plain fine-tune's last epoch (benchmarks/plain_finetune.py's saved logits, no
+temperatures). Writes benchmarks/results/student_ensembles.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from cpu import cpu_info  # noqa: E402
+
+from distill.data import RELEASE_SPLIT  # noqa: E402
+
+LABELS = ROOT.parent / "shared" / "data" / "labels" / "teacher_labels_v2.parquet"
+HEADS = ("document_type", "domain", "educational_score")
+
+
+def student_answers(model_dir: str, texts: list[str]) -> dict[str, np.ndarray]:
+    """Calibrated class probabilities and scores of a trained student (fp32)."""
+    from transformers import AutoTokenizer
+
+    from distill.metrics import softmax
+    from distill.model import StudentModel
+    from distill.predict import predict_logits
+
+    model = StudentModel.from_pretrained(model_dir).eval()
+    raw = predict_logits(model, AutoTokenizer.from_pretrained(model_dir), texts, batch_size=64)
+    t = model.config.temperatures
+    return {
+        "document_type": softmax(raw["document_type_logits"], t["document_type"]),
+        "domain": softmax(raw["domain_logits"], t["domain"]),
+        "educational_score": raw["educational_score"],
+    }
+
+
+def plain_answers(npz: str, ids: list[str]) -> dict[str, np.ndarray]:
+    """The plain fine-tune's last epoch on these ids (its logits as saved, no temperatures)."""
+    from distill.metrics import softmax
+
+    arrays = np.load(npz)
+    last = max(int(k[5]) for k in arrays.files if k.startswith("epoch"))
+    where = {i: k for k, i in enumerate(arrays["ids"].tolist())}
+    order = np.array([where[i] for i in ids])
+    return {
+        "document_type": softmax(arrays[f"epoch{last}_document_type_logits"][order]),
+        "domain": softmax(arrays[f"epoch{last}_domain_logits"][order]),
+        "educational_score": arrays[f"epoch{last}_educational_score"][order],
+    }
+
+
+def average(answers: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Labels from the mean probabilities and the mean score of several students."""
+    mean = {k: np.mean([a[k] for a in answers], axis=0) for k in HEADS}
+    return {
+        "document_type": mean["document_type"].argmax(1),
+        "domain": mean["domain"].argmax(1),
+        "educational_score": np.clip(mean["educational_score"], 1.0, 5.0),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", required=True, help="the student the others are compared with")
+    parser.add_argument("students", nargs="*", metavar="NAME=DIR")
+    parser.add_argument("--plain", help="plain_finetune.npz of benchmarks/plain_finetune.py")
+    parser.add_argument("--labels", default=str(LABELS))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "student_ensembles.json"))
+    args = parser.parse_args()
+
+    from distill.data import load_labels, split_by_article
+    from distill.metrics import agreement, bootstrap_headline_difference, headline
+    from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
+
+    kw = {"document_type_labels": list(DOCUMENT_TYPE_LABELS), "domain_labels": list(DOMAIN_LABELS)}
+    data = load_labels([args.labels], input_format="title_text")
+    _, valid_idx, _ = split_by_article(data.articles, **RELEASE_SPLIT)
+    valid = data.subset(valid_idx)
+    truth = valid.truth()
+    answers = {"reference": student_answers(args.reference, valid.texts)}
+    for spec in args.students:
+        name, _, path = spec.partition("=")
+        answers[name] = student_answers(path, valid.texts)
+    if args.plain:
+        answers["plain"] = plain_answers(args.plain, list(valid.ids))
+    reference = average([answers["reference"]])
+    rows = []
+    for size in range(1, len(answers) + 1):
+        for names in itertools.combinations(answers, size):
+            pred = average([answers[n] for n in names])
+            row = {"members": list(names), "headline": headline(agreement(truth, pred, **kw))}
+            if names != ("reference",):
+                row["minus_reference"] = bootstrap_headline_difference(
+                    truth, pred, reference, valid.articles, **kw
+                )
+            rows.append(row)
+            shown = " ".join(f"{k}={v:.3f}" for k, v in row["headline"].items())
+            print(f"{'+'.join(names):40s} {shown}")
+    result = {
+        "part": f"validation articles of the release split {RELEASE_SPLIT} ({len(valid)} paragraphs)",
+        "reference": args.reference,
+        "students": dict(s.partition("=")[::2] for s in args.students),
+        "plain": args.plain,
+        "rows": rows,
+        "cpu": cpu_info(),
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
