@@ -54,7 +54,7 @@ def plain_answers(npz: str, ids: list[str]) -> dict[str, np.ndarray]:
     from distill.metrics import softmax
 
     arrays = np.load(npz)
-    last = max(int(k[5]) for k in arrays.files if k.startswith("epoch"))
+    last = max(int(k[5:].split("_")[0]) for k in arrays.files if k.startswith("epoch"))
     where = {i: k for k, i in enumerate(arrays["ids"].tolist())}
     order = np.array([where[i] for i in ids])
     return {
@@ -85,10 +85,11 @@ def main() -> None:
 
     from distill.data import load_labels, split_by_article
     from distill.metrics import agreement, bootstrap_headline_difference, headline
+    from distill.model import StudentConfig
     from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
     kw = {"document_type_labels": list(DOCUMENT_TYPE_LABELS), "domain_labels": list(DOMAIN_LABELS)}
-    data = load_labels([args.labels], input_format="title_text")
+    data = load_labels([args.labels], input_format=StudentConfig.from_pretrained(args.reference).input_format)
     _, valid_idx, _ = split_by_article(data.articles, **RELEASE_SPLIT)
     valid = data.subset(valid_idx)
     truth = valid.truth()
