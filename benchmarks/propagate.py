@@ -291,8 +291,11 @@ def plot_frontier(front: dict, path: Path) -> None:
         ax.set_xlabel("paragraphs per CPU-second")
     axes[0].set_ylabel("agreement with the teacher (validation articles)")
     axes[0].legend(fontsize=7)
+    cpu = front["cpu"]
     fig.suptitle(
-        f"Scoring cost vs agreement ({front['cpu']['model']}, {front['cpu']['summary']})", fontsize=9
+        f"Scoring cost vs agreement. CPU: {cpu['model']}, {cpu['cpu_count']} cores, {cpu['summary']}; "
+        f"flags (lscpu): {' '.join(cpu['flags']) or 'none of the AVX2/AVX-512/AMX set'}",
+        fontsize=9,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
