@@ -28,49 +28,41 @@ from cpu import cpu_info  # noqa: E402
 from distill.data import RELEASE_SPLIT  # noqa: E402
 
 LABELS = ROOT.parent / "shared" / "data" / "labels" / "teacher_labels_v2.parquet"
-HEADS = ("document_type", "domain", "educational_score")
 
 
 def student_answers(model_dir: str, texts: list[str]) -> dict[str, np.ndarray]:
-    """Calibrated class probabilities and scores of a trained student (fp32)."""
+    """Calibrated class probabilities and clamped scores of a trained student (fp32)."""
     from transformers import AutoTokenizer
 
-    from distill.metrics import softmax
+    from distill.evaluate import raw_to_predictions
     from distill.model import StudentModel
     from distill.predict import predict_logits
 
     model = StudentModel.from_pretrained(model_dir).eval()
     raw = predict_logits(model, AutoTokenizer.from_pretrained(model_dir), texts, batch_size=64)
-    t = model.config.temperatures
-    return {
-        "document_type": softmax(raw["document_type_logits"], t["document_type"]),
-        "domain": softmax(raw["domain_logits"], t["domain"]),
-        "educational_score": raw["educational_score"],
-    }
+    return raw_to_predictions(raw, model.config)
 
 
-def plain_answers(npz: str, ids: list[str]) -> dict[str, np.ndarray]:
+def plain_answers(npz: str, ids: list[str], config) -> dict[str, np.ndarray]:
     """The plain fine-tune's last epoch on these ids (its logits as saved, no temperatures)."""
-    from distill.metrics import softmax
+    from distill.evaluate import raw_to_predictions
 
     arrays = np.load(npz)
     last = max(int(k[5:].split("_")[0]) for k in arrays.files if k.startswith("epoch"))
     where = {i: k for k, i in enumerate(arrays["ids"].tolist())}
     order = np.array([where[i] for i in ids])
-    return {
-        "document_type": softmax(arrays[f"epoch{last}_document_type_logits"][order]),
-        "domain": softmax(arrays[f"epoch{last}_domain_logits"][order]),
-        "educational_score": arrays[f"epoch{last}_educational_score"][order],
-    }
+    keys = ("document_type_logits", "domain_logits", "educational_score")
+    raw = {k: arrays[f"epoch{last}_{k}"][order] for k in keys}
+    return raw_to_predictions(raw, config, temperatures={k: 1.0 for k in config.temperatures})
 
 
 def average(answers: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Labels from the mean probabilities and the mean score of several students."""
-    mean = {k: np.mean([a[k] for a in answers], axis=0) for k in HEADS}
+    """Labels from the mean probabilities and the mean (clamped) score of several students."""
+    mean = {k: np.mean([a[k] for a in answers], axis=0) for k in ("document_type_probs", "domain_probs")}
     return {
-        "document_type": mean["document_type"].argmax(1),
-        "domain": mean["domain"].argmax(1),
-        "educational_score": np.clip(mean["educational_score"], 1.0, 5.0),
+        "document_type": mean["document_type_probs"].argmax(1),
+        "domain": mean["domain_probs"].argmax(1),
+        "educational_score": np.mean([a["educational_score"] for a in answers], axis=0),
     }
 
 
@@ -89,7 +81,8 @@ def main() -> None:
     from pipelines.core.schemas import DOCUMENT_TYPE_LABELS, DOMAIN_LABELS
 
     kw = {"document_type_labels": list(DOCUMENT_TYPE_LABELS), "domain_labels": list(DOMAIN_LABELS)}
-    data = load_labels([args.labels], input_format=StudentConfig.from_pretrained(args.reference).input_format)
+    config = StudentConfig.from_pretrained(args.reference)
+    data = load_labels([args.labels], input_format=config.input_format)
     _, valid_idx, _ = split_by_article(data.articles, **RELEASE_SPLIT)
     valid = data.subset(valid_idx)
     truth = valid.truth()
@@ -98,7 +91,7 @@ def main() -> None:
         name, _, path = spec.partition("=")
         answers[name] = student_answers(path, valid.texts)
     if args.plain:
-        answers["plain"] = plain_answers(args.plain, list(valid.ids))
+        answers["plain"] = plain_answers(args.plain, list(valid.ids), config)
     reference = average([answers["reference"]])
     rows = []
     for size in range(1, len(answers) + 1):
