@@ -93,7 +93,7 @@ def plain_baseline(args, part, config) -> tuple[dict, dict] | None:
     """(record, predictions on `part`) of the plain fine-tune's last epoch, run or resumed now."""
     import subprocess
 
-    import numpy as np
+    from plain_finetune import last_epoch_outputs  # benchmarks/plain_finetune.py writes the .npz
 
     from distill.evaluate import evaluate_outputs, raw_to_predictions
     from distill.metrics import headline
@@ -105,12 +105,7 @@ def plain_baseline(args, part, config) -> tuple[dict, dict] | None:
     cmd += ["--input-format", args.input_format, "--out", str(out)]
     subprocess.run(cmd, check=True)
     result = json.loads(out.read_text())
-    last = max(e["epoch"] for e in result["epochs"])
-    arrays = np.load(out.with_suffix(".npz"))
-    where = {i: k for k, i in enumerate(arrays["ids"].tolist())}
-    order = np.array([where[i] for i in part.ids])
-    keys = ("document_type_logits", "domain_logits", "educational_score")
-    raw = {k: arrays[f"epoch{last}_{k}"][order] for k in keys}
+    last, raw = last_epoch_outputs(out.with_suffix(".npz"), part.ids)
     ones = {k: 1.0 for k in config.temperatures}  # the plain recipe has no calibration
     record = {
         "name": "plain fine-tune (benchmarks/plain_finetune.py), last epoch",

@@ -43,6 +43,19 @@ FORMATS = {
 }
 
 
+def last_epoch_outputs(npz: str | Path, ids: list[str]) -> tuple[int, dict]:
+    """(last epoch, its raw outputs on `ids` in that order) from the .npz this benchmark writes: the
+    plain fine-tune's answers as other benchmarks compare them (no selection, no temperatures)."""
+    import numpy as np
+
+    arrays = np.load(npz)
+    last = max(int(k[5:].split("_")[0]) for k in arrays.files if k.startswith("epoch"))
+    where = {i: k for k, i in enumerate(arrays["ids"].tolist())}
+    order = np.array([where[i] for i in ids])
+    keys = ("document_type_logits", "domain_logits", "educational_score")
+    return last, {k: arrays[f"epoch{last}_{k}"][order] for k in keys}
+
+
 def run_options(args) -> dict:
     """The options a run's results depend on (not where it writes, how often it saves, how many threads)."""
     return {k: v for k, v in vars(args).items() if k not in ("out", "workdir", "save_minutes", "threads")}

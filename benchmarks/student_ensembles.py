@@ -24,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cpu import cpu_info  # noqa: E402
+from plain_finetune import last_epoch_outputs  # noqa: E402
 
 from distill.data import RELEASE_SPLIT  # noqa: E402
 
@@ -47,12 +48,7 @@ def plain_answers(npz: str, ids: list[str], config) -> dict[str, np.ndarray]:
     """The plain fine-tune's last epoch on these ids (its logits as saved, no temperatures)."""
     from distill.evaluate import raw_to_predictions
 
-    arrays = np.load(npz)
-    last = max(int(k[5:].split("_")[0]) for k in arrays.files if k.startswith("epoch"))
-    where = {i: k for k, i in enumerate(arrays["ids"].tolist())}
-    order = np.array([where[i] for i in ids])
-    keys = ("document_type_logits", "domain_logits", "educational_score")
-    raw = {k: arrays[f"epoch{last}_{k}"][order] for k in keys}
+    _, raw = last_epoch_outputs(npz, ids)
     return raw_to_predictions(raw, config, temperatures={k: 1.0 for k in config.temperatures})
 
 

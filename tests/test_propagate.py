@@ -93,7 +93,9 @@ def test_fast_path_agrees_with_reference_fp32(student, paragraphs):
     )
 
 
-def test_bf16_autocast_path_runs_on_cpu_and_keeps_most_labels(student, paragraphs):
+def test_bf16_path_runs_on_cpu_and_keeps_most_labels(student, paragraphs):
+    """bf16 runs a copy of the model with a bf16 encoder (weights cast once, not on every batch); the
+    caller's fp32 model is untouched, and the answers are those of autocast alone to bf16 rounding."""
     model, tokenizer = student
     texts = paragraphs["text"].to_pylist()[:16]
     scorer = Scorer(model, tokenizer, InferenceOptions(precision="bf16"))
@@ -101,6 +103,19 @@ def test_bf16_autocast_path_runs_on_cpu_and_keeps_most_labels(student, paragraph
     fast = scorer.score(texts)
     ref = reference_scores(model, tokenizer, texts, pad_to_max=False)
     assert np.mean([f["document_type"] == r["document_type"] for f, r in zip(fast, ref, strict=True)]) >= 0.9
+    assert {p.dtype for p in scorer._bf16_forward.encoder.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in scorer._bf16_forward.score_head.parameters()} == {torch.float32}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    per_batch = Scorer(model, tokenizer, InferenceOptions(precision="bf16", cast_weights=False))
+    autocast_only = per_batch.score(texts)
+    assert per_batch._bf16_forward is None
+    assert (
+        np.mean([f["document_type"] == a["document_type"] for f, a in zip(fast, autocast_only, strict=True)])
+        >= 0.9
+    )
+    np.testing.assert_allclose(
+        [f["educational_score"] for f in fast], [a["educational_score"] for a in autocast_only], atol=0.1
+    )
 
 
 def test_auto_precision_on_a_native_bf16_cpu_keeps_the_fp32_answers(student, paragraphs, monkeypatch):
