@@ -271,6 +271,8 @@ def add_frontier(result: dict, args) -> None:
 
     models = dict(item.split("=", 1) for item in args.frontier)
     rate = (result.get("tokens") or {}).get("tokenize_per_cpu_s")
+    if "frontier" in result:  # kept: an earlier run may hold other variants or another CPU
+        result.setdefault("earlier_frontiers", []).insert(0, result.pop("frontier"))
     result["frontier"] = {"cpu": cpu_info(), **frontier(models, args.labels, args.frontier_rounds, rate)}
     result["cost_ratio_at_equal_quality"] = result["frontier"]["cost_ratio_at_equal_quality"]["ratio"]
     plot_frontier(result["frontier"], Path(args.output).with_name("frontier.png"))

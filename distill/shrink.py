@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as ds
 import torch
+from tqdm.auto import tqdm
 
 from distill.config import TrainConfig
 from distill.data import LabelledSet, load_labels, split_by_article
@@ -91,7 +92,7 @@ def training_part(articles: list[str], held_out: set[str], cfg: TrainConfig) -> 
 
 
 def source_targets(
-    model: StudentModel, tokenizer, ids, articles, texts, cache: Path | None = None
+    model: StudentModel, tokenizer, ids, articles, texts, cache: Path | None = None, progress: bool = True
 ) -> LabelledSet:
     """The source student's answers as training targets: calibrated class probabilities and score.
 
@@ -104,7 +105,9 @@ def source_targets(
         with np.load(cache) as saved:
             doc, dom, score = saved["doc"], saved["dom"], saved["score"]
     else:
-        doc, dom, score = Scorer(model, tokenizer, InferenceOptions(precision="fp32")).predict_arrays(texts)
+        scorer = Scorer(model, tokenizer, InferenceOptions(precision="fp32"))
+        with tqdm(total=len(texts), desc="source answers", unit="para", disable=not progress) as bar:
+            doc, dom, score = scorer.predict_arrays(texts, bar.update)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cache.with_suffix(".tmp.npz"), doc=doc, dom=dom, score=score)
@@ -249,7 +252,13 @@ def run_shrink(
         key = hashlib.sha256("\n".join([model_id(source), *kept_ids]).encode()).hexdigest()[:16]
         cache = Path(cfg.cache_dir or default_cache_dir()) / "shrink-targets" / f"{key}.npz"
         pseudo = source_targets(
-            model, tokenizer, kept_ids, [articles[i] for i in keep], [texts[i] for i in keep], cache
+            model,
+            tokenizer,
+            kept_ids,
+            [articles[i] for i in keep],
+            [texts[i] for i in keep],
+            cache,
+            cfg.progress,
         )
         record.update(unlabelled_rows=len(pseudo), unlabelled_articles=len(set(pseudo.articles)))
         record["target_seconds"] = round(time.time() - t0, 1)
