@@ -14,7 +14,8 @@ Where the speed comes from (each option is measured in `benchmarks/propagate.py`
 - Precision: fp32 unless this process measured bf16 to be both faster and label-preserving. `auto`
   on a device with native bf16 (CUDA, AVX512-BF16/AMX CPUs) times fp32 and bf16 on the first real
   texts it scores and keeps bf16 only if it is faster and agrees on >= 99.5 % of labels; everywhere
-  else (bf16 emulated) it is fp32. int8 quantisation runs in fp32. SDPA attention is the default.
+  else (bf16 emulated) it is fp32. bf16 runs an encoder whose weights were cast once, not per batch.
+  int8 quantisation runs in fp32. SDPA attention is the default.
 - Optional: int8 dynamic quantisation of Linear layers (CPU only) and `torch.compile`. A model directory
   holding a static int8 encoder (`distill.int8`) runs it on CPU, in fp32 around it.
 - On CUDA: pinned host memory and non-blocking copies.
@@ -371,7 +372,8 @@ class Scorer:
 
         For bf16 it is a copy of the model whose encoder weights are bf16 already: autocast alone casts
         every fp32 weight again on every batch (17 % of the CPU time of the 6-layer default in a
-        profile; the copy scores 1.07-1.27x as many paragraphs per CPU-second, benchmarks/propagate.py).
+        profile). The copy scores 1.13x as many paragraphs per CPU-second on an AVX512-BF16 EPYC
+        (benchmarks/propagate.py's frontier) and 1.26x on an AMX Xeon (docs/propagate.md).
         The heads stay fp32, as under autocast alone; the caller's model is left as it was.
         """
         if dtype != torch.bfloat16 or not self.options.cast_weights:
