@@ -372,8 +372,8 @@ class Scorer:
 
         For bf16 it is a copy of the model whose encoder weights are bf16 already: autocast alone casts
         every fp32 weight again on every batch (17 % of the CPU time of the 6-layer default in a
-        profile). The copy scores 1.13x as many paragraphs per CPU-second on an AVX512-BF16 EPYC
-        (benchmarks/propagate.py's frontier) and 1.26x on an AMX Xeon (docs/propagate.md).
+        profile). The copy scores 1.03-1.13x as many paragraphs per CPU-second on an AVX512-BF16 EPYC
+        (three runs of benchmarks/propagate.py's frontier) and 1.26x on an AMX Xeon (docs/propagate.md).
         The heads stay fp32, as under autocast alone; the caller's model is left as it was.
         """
         if dtype != torch.bfloat16 or not self.options.cast_weights:
