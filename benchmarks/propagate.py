@@ -218,7 +218,8 @@ def frontier(models: dict[str, str], labels: str, rounds: int, tokenize_per_cpu_
     # the "current default path" the cost ratio is measured against.
     before = f"{default}-autocast"
     models = {**models, before: models[default]}
-    scorers[before] = load_scorer(models[default], InferenceOptions(cast_weights=False))
+    first = scorers[default]  # the same loaded model (the cast path works on a copy of it)
+    scorers[before] = Scorer(first.model, first.tokenizer, InferenceOptions(cast_weights=False), first.name)
     for name, scorer in scorers.items():
         if scorer.inputs([{"text": "x", "section_title": "t", "path": "p[0]"}])[0] != "t | x":
             raise SystemExit(f"{name} does not read `section title | text`: the frontier compares those")
@@ -306,11 +307,16 @@ def plot_frontier(front: dict, path: Path) -> None:
         ax.set_xlabel("paragraphs per CPU-second")
     axes[0].set_ylabel("agreement with the teacher (validation articles)")
     axes[0].legend(fontsize=7)
+    from cpu import FLAGS
+
     cpu = front["cpu"]
+    absent = [f for f in FLAGS if f not in cpu["flags"] and f != "bf16"]  # `bf16` is the ARM flag
     fig.suptitle(
-        f"Scoring cost vs agreement. CPU: {cpu['model']}, {cpu['cpu_count']} cores, {cpu['summary']}; "
-        f"flags (lscpu): {' '.join(cpu['flags']) or 'none of the AVX2/AVX-512/AMX set'}",
-        fontsize=9,
+        f"Scoring cost vs agreement, measured on {cpu['model']} ({cpu['cpu_count']} cores): "
+        f"{cpu['summary']}{', no AMX' if 'amx_bf16' not in cpu['flags'] else ', AMX'}\n"
+        f"lscpu flags present: {' '.join(cpu['flags']) or 'none of the AVX2/AVX-512/AMX set'}; "
+        f"absent: {' '.join(absent) or 'none'}",
+        fontsize=10,
     )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
