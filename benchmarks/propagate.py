@@ -89,21 +89,27 @@ def agreement(a: list[dict], b: list[dict]) -> dict:
 
 
 def flops_per_paragraph(model, lengths: np.ndarray) -> dict:
-    """Forward FLOPs from the architecture: 2 * non-embedding params per token + attention scores/values."""
+    """Forward FLOPs from the architecture: 2 per encoder-layer weight per token, attention scores and
+    values, and 2 per head weight once per paragraph (the heads read one pooled vector). Embedding
+    tables, including the lexical branch's bag, are lookups and adds, not multiplications."""
     enc = model.encoder
-    embedding = sum(p.numel() for p in enc.embeddings.parameters())
+    encoder_layers = sum(p.numel() for p in enc.encoder.parameters())
+    lookups = sum(p.numel() for p in enc.embeddings.parameters())
     if getattr(enc, "pooler", None) is not None:  # built but unused: the student mean-pools
-        embedding += sum(p.numel() for p in enc.pooler.parameters())
-    params_nonembedding = sum(p.numel() for p in model.parameters()) - embedding
+        lookups += sum(p.numel() for p in enc.pooler.parameters())
+    if getattr(model, "bow", None) is not None:
+        lookups += model.bow.weight.numel()
+    heads = sum(p.numel() for p in model.parameters()) - encoder_layers - lookups
     cfg = enc.config
     n = lengths.astype(np.float64)
-    linear = 2.0 * params_nonembedding * n
-    attention = 4.0 * cfg.num_hidden_layers * cfg.hidden_size * n * n  # QK^T and AV, 2 FLOPs per MAC
-    per_para = linear + attention
-    at_512 = 2.0 * params_nonembedding * 512 + 4.0 * cfg.num_hidden_layers * cfg.hidden_size * 512 * 512
+    per_token = 2.0 * encoder_layers
+    attention = 4.0 * cfg.num_hidden_layers * cfg.hidden_size  # x n^2: QK^T and AV, 2 FLOPs per MAC
+    per_para = per_token * n + attention * n * n + 2.0 * heads
+    at_512 = per_token * 512 + attention * 512 * 512 + 2.0 * heads
     return {
         "params_total": int(sum(p.numel() for p in model.parameters())),
-        "params_nonembedding": int(params_nonembedding),
+        "params_encoder_layers": int(encoder_layers),
+        "params_heads": int(heads),
         "mean_tokens": float(n.mean()),
         "gflops_per_paragraph_mean": float(per_para.mean() / 1e9),
         "gflops_per_paragraph_padded_512": float(at_512 / 1e9),

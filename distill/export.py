@@ -86,7 +86,9 @@ def _variant_note(summary: dict) -> str:
         return ""
     speed = v.get("speed") or {}
     int8 = (
-        " with a static int8 ONNX encoder (CPU; the torch weights run on CUDA)" if v["int8_encoder"] else ""
+        " with a static int8 OpenVINO encoder (CPU; the torch weights run on CUDA)"
+        if v["int8_encoder"]
+        else ""
     )
     distilled = (
         f", distilled on {v['unlabelled_rows']} unlabelled paragraphs "

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from distill.inputs import student_input
-from distill.int8 import has_int8_encoder, is_int8, use_int8_encoder
+from distill.int8 import has_int8_encoder, int8_files, is_int8, use_int8_encoder
 
 PRECISIONS = ("auto", "fp32", "bf16")
 # `auto` keeps bf16 only if it agrees with fp32 on at least this share of labels (each head) ...
@@ -297,8 +297,8 @@ def model_id(model_dir: str | Path) -> str:
     path = Path(model_dir)
     digest = hashlib.sha256()
     weights = sorted(p.name for p in path.glob("*.safetensors")) or sorted(p.name for p in path.glob("*.bin"))
-    for name in weights + sorted(p.name for p in path.glob("*.onnx")):
-        with open(path / name, "rb") as f:
+    for file in [path / name for name in weights] + int8_files(path):
+        with open(file, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return f"{path.resolve().name}@{digest.hexdigest()[:12]}"
@@ -314,7 +314,7 @@ class Scorer:
         self.device = select_device(options.device)
         int8 = is_int8(model)
         if int8 and (self.device.type != "cpu" or options.quantize):
-            raise ValueError("an int8 ONNX encoder runs on CPU, without --quantize")
+            raise ValueError("an int8 OpenVINO encoder runs on CPU, without --quantize")
         self.precision = select_dtype(options.precision, self.device, quantize=options.quantize or int8)
         self.max_seq_length = int(options.max_seq_length or model.config.max_seq_length)
         self.batch_tokens = options.batch_tokens or DEFAULT_BATCH_TOKENS.get(self.device.type, 4096)
@@ -491,7 +491,7 @@ class Scorer:
 
 def load_model(model_dir: str | Path, *, int8: bool = False):
     """The student and its tokenizer from a `save_pretrained` directory; `int8`: with the directory's
-    int8 ONNX encoder (`distill.int8`, CPU) in place of the torch one."""
+    int8 OpenVINO encoder (`distill.int8`, CPU) in place of the torch one."""
     from transformers import AutoTokenizer
 
     from distill.model import StudentModel

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
 
 from distill.config import TrainConfig  # noqa: E402
 from distill.data import load_labels, split_by_article  # noqa: E402
@@ -156,10 +156,24 @@ def test_int8_encoder_is_refused_with_dynamic_quantisation(shrunk):
     from distill.inference import InferenceOptions
 
     model, tokenizer = load_model(shrunk[1], int8=True)
-    with pytest.raises(ValueError, match="int8 ONNX encoder runs on CPU"):
+    with pytest.raises(ValueError, match="int8 OpenVINO encoder runs on CPU"):
         Scorer(model, tokenizer, InferenceOptions(quantize=True))
     # asked for dynamic quantisation, load_scorer falls back to the torch encoder instead of failing
     assert not is_int8(load_scorer(shrunk[1], InferenceOptions(quantize=True)).model)
+
+
+def test_int8_encoder_gives_each_thread_its_own_request(source, shrunk):
+    """Beam runs DoFn threads over one shared model; an OpenVINO infer request is not thread-safe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scorer = load_scorer(shrunk[1])
+    texts = [row["text"] for row in pq.read_table(source["labels"]).slice(0, 120).to_pylist()]
+    alone = scorer.predict_arrays(texts)
+    with ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(lambda _: scorer.predict_arrays(texts), range(3)))
+    for arrays in together:
+        for a, b in zip(arrays, alone, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_propagate_scores_with_the_int8_variant(source, shrunk, tmp_path):

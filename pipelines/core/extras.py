@@ -13,7 +13,7 @@ EXTRAS = {
     "teacher": ("openai",),
     "train": ("torch", "transformers", "sklearn"),
     "report": ("matplotlib",),
-    "int8": ("onnxruntime", "onnx"),
+    "int8": ("openvino", "nncf"),
     "dask": ("dask", "distributed"),
 }
 

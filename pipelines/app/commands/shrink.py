@@ -29,7 +29,7 @@ def command(
         None, "--max-seq-length", min=16, help="Tokens read per paragraph (default: the source's)."
     ),
     int8: bool = typer.Option(
-        False, "--int8", help="Add a static int8 ONNX encoder, used on CPU (needs the int8 extra)."
+        False, "--int8", help="Add a static int8 OpenVINO encoder, used on CPU (needs the int8 extra)."
     ),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Distillation epochs (default: the source's)."),
     valid_fraction: float = typer.Option(None, "--valid-fraction", help="Default: the source's split."),
