@@ -7,9 +7,10 @@ branch and heads run in fp32 torch exactly as before. The int8 encoder is an Ope
 model's weights (`encoder.int8.xml` + `.bin`); `load_model` plugs it in on CPU and ignores it on CUDA,
 where the torch weights run unchanged.
 
-Why OpenVINO rather than ONNX Runtime (the first version): on an AVX512-BF16/VNNI EPYC, a 4-layer
-variant scored 1.68x the paragraphs per CPU-second of torch's bf16 path with OpenVINO int8, where ONNX
-Runtime's QDQ int8 ran below torch's bf16 on both CPU kinds measured (docs/propagate.md).
+Why OpenVINO rather than ONNX Runtime (the first version): ONNX Runtime's QDQ int8 ran at 0.34x torch's
+bf16 path on an AMX Xeon, while OpenVINO's int8 scored 1.75-1.87x the paragraphs per CPU-second of torch's
+bf16 path for the 6-, 5- and 4-layer students on an AVX512-BF16/VNNI EPYC, at the same agreement with the
+teacher for the 6-layer one (docs/propagate.md, issue 21).
 """
 
 from __future__ import annotations
