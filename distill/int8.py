@@ -119,6 +119,7 @@ class OpenVinoEncoder(torch.nn.Module):
             "attention_mask": attention_mask.cpu().numpy().astype(np.int64, copy=False),
         }
         hidden = self._local.request.infer(inputs)[0]
+        # a copy: the request writes its next answer into the same buffer
         return SimpleNamespace(last_hidden_state=torch.from_numpy(np.array(hidden)))
 
 
