@@ -296,8 +296,9 @@ def model_id(model_dir: str | Path) -> str:
     (an int8 encoder beside the weights is part of them)."""
     path = Path(model_dir)
     digest = hashlib.sha256()
-    weights = sorted(p.name for p in path.glob("*.safetensors")) or sorted(p.name for p in path.glob("*.bin"))
-    for file in [path / name for name in weights] + int8_files(path):
+    int8 = int8_files(path)  # its `.bin` is the int8 encoder's, not torch weights
+    weights = sorted(path.glob("*.safetensors")) or sorted(p for p in path.glob("*.bin") if p not in int8)
+    for file in weights + int8:
         with open(file, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
@@ -372,8 +373,9 @@ class Scorer:
 
         For bf16 it is a copy of the model whose encoder weights are bf16 already: autocast alone casts
         every fp32 weight again on every batch (17 % of the CPU time of the 6-layer default in a
-        profile). The copy scores 1.03-1.13x as many paragraphs per CPU-second on an AVX512-BF16 EPYC
-        (three runs of benchmarks/propagate.py's frontier) and 1.26x on an AMX Xeon (docs/propagate.md).
+        profile). The copy scored 0.96-1.13x as many paragraphs per CPU-second on an AVX512-BF16 EPYC
+        (four runs of benchmarks/propagate.py's frontier: noise around a few per cent at most) and 1.26x
+        on an AMX Xeon (docs/propagate.md).
         The heads stay fp32, as under autocast alone; the caller's model is left as it was.
         """
         if dtype != torch.bfloat16 or not self.options.cast_weights:
