@@ -98,13 +98,13 @@ class OpenVinoEncoder(torch.nn.Module):
     Non-quantised operations run in fp32 (`INFERENCE_PRECISION_HINT`), not in bf16 where the CPU has
     it, so a variant gives the same answers on every CPU kind up to the int8 kernels themselves."""
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    def __init__(self, path: str | Path):
         super().__init__()
         import openvino as ov
 
         self.path = str(path)
         config = {
-            "INFERENCE_NUM_THREADS": threads or torch.get_num_threads(),
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),  # as many as torch runs the rest with
             "INFERENCE_PRECISION_HINT": "f32",
             "PERFORMANCE_HINT": "LATENCY",  # one request at a time, all threads on it
         }
