@@ -36,6 +36,8 @@ class LabelledSet:
     educational_score: np.ndarray  # float32
     document_type_probs: np.ndarray | None = None  # [n, k] float32, rows without teacher probs one-hot
     domain_probs: np.ndarray | None = None
+    # [n] bool, True where the targets are a student's outputs (distillation), not a teacher's labels
+    distilled: np.ndarray | None = None
     teacher_models: list[str] = field(default_factory=list)
     prompt_versions: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -56,6 +58,7 @@ class LabelledSet:
             educational_score=self.educational_score[idx],
             document_type_probs=pick(self.document_type_probs),
             domain_probs=pick(self.domain_probs),
+            distilled=pick(self.distilled),
             teacher_models=self.teacher_models,
             prompt_versions=self.prompt_versions,
         )
@@ -251,6 +254,8 @@ class TextDataset(Dataset):
             item["document_type_probs"] = d.document_type_probs[i]
         if self.soft and d.domain_probs is not None:
             item["domain_probs"] = d.domain_probs[i]
+        if d.distilled is not None:
+            item["distilled"] = bool(d.distilled[i])
         return item
 
 
@@ -272,6 +277,8 @@ def collate(batch: list[dict], pad_token_id: int = 0) -> dict[str, torch.Tensor]
     for key in ("document_type_probs", "domain_probs"):
         if key in batch[0]:
             out[key] = torch.tensor(np.stack([b[key] for b in batch]))
+    if "distilled" in batch[0]:
+        out["distilled"] = torch.tensor([b["distilled"] for b in batch])
     return out
 
 

@@ -94,6 +94,7 @@ def _variant_note(summary: dict) -> str:
         f", distilled on {v['unlabelled_rows']} unlabelled paragraphs "
         f"({v['unlabelled_articles']} training-part articles) labelled by the source, "
         "plus the teacher's training labels"
+        + (" (class weights on these only)" if v.get("class_weights") == "teacher rows only" else "")
         if v.get("unlabelled_rows")
         else ""
     )

@@ -5,7 +5,9 @@ layers of a trained student (its embeddings, lexical branch and heads too) and r
 `max_seq_length` tokens, then is trained on the source's recipe with two kinds of rows: the teacher's
 labels on the training articles, and the source student's own outputs (calibrated class probabilities
 and score) on unlabelled paragraphs of training-part articles. Validation and test articles stay out
-of both, so the variant's agreement is measured on the same held-out articles as the source's.
+of both, so the variant's agreement is measured on the same held-out articles as the source's. The
+source's class weights (its recipe) apply to the teacher's rows only: the source's outputs already lean
+towards the rare classes as far as it learnt to, and weighting them again pushes the variant further.
 """
 
 from __future__ import annotations
@@ -123,11 +125,17 @@ def source_targets(
         educational_score=cols["educational_score"].astype(np.float32),
         document_type_probs=dt,
         domain_probs=dm,
+        distilled=np.ones(len(ids), dtype=bool),
     )
 
 
 def _one_hot(labels: np.ndarray, k: int) -> np.ndarray:
     return np.eye(k, dtype=np.float32)[labels]
+
+
+def distilled(s: LabelledSet) -> np.ndarray:
+    """Per row of `s`: are its targets a student's outputs? (Sets without the flag hold teacher labels.)"""
+    return np.zeros(len(s), dtype=bool) if s.distilled is None else np.asarray(s.distilled, dtype=bool)
 
 
 def concat(a: LabelledSet, b: LabelledSet, k_dt: int, k_dm: int) -> LabelledSet:
@@ -149,6 +157,7 @@ def concat(a: LabelledSet, b: LabelledSet, k_dt: int, k_dm: int) -> LabelledSet:
         domain_probs=np.concatenate(
             [probs(a, "domain_probs", k_dm, a.domain), probs(b, "domain_probs", k_dm, b.domain)]
         ),
+        distilled=np.concatenate([distilled(a), distilled(b)]),
         teacher_models=a.teacher_models,
         prompt_versions=a.prompt_versions,
     )
@@ -242,6 +251,7 @@ def run_shrink(
         "source_layers": total,
         "max_seq_length": cfg.max_seq_length,
         "int8_encoder": int8,
+        "class_weights": "teacher rows only" if cfg.class_balance else "none",
     }
     workdir = Path(output)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -85,7 +85,9 @@ def multitask_loss(
     """CE(type) + CE(domain) + MSE(score), weighted and summed; soft teacher targets when given.
 
     `class_weights` (per head, one weight per class) re-weights the cross-entropies, e.g. to favour
-    macro-F1 over accuracy on rare classes. `score_loss="huber"` uses 2 x Huber(`huber_delta`) for the
+    macro-F1 over accuracy on rare classes; not on rows whose `distilled` flag is set in `batch`: a
+    trained student's outputs already carry its class weighting, and weighting them again shifts the
+    variant's decisions towards the rare classes. `score_loss="huber"` uses 2 x Huber(`huber_delta`) for the
     score: equal to the MSE for errors within the delta, linear beyond, so a few teacher scores far from
     the text's cues do not dominate the score head.
     """
@@ -102,6 +104,8 @@ def multitask_loss(
         if w is None:
             return -(soft * F.log_softmax(logits, dim=-1)).sum(-1).mean()
         w = w.to(logits.device)
+        if "distilled" in batch:
+            w = torch.where(batch["distilled"].to(logits.device)[:, None], torch.ones_like(w), w)
         return -(w * soft * F.log_softmax(logits, dim=-1)).sum() / (w * soft).sum()
 
     parts = {
@@ -126,17 +130,21 @@ def targets(data: LabelledSet, soft: bool = True) -> dict[str, torch.Tensor]:
         t["document_type_probs"] = torch.as_tensor(data.document_type_probs)
     if soft and data.domain_probs is not None:
         t["domain_probs"] = torch.as_tensor(data.domain_probs)
+    if data.distilled is not None:
+        t["distilled"] = torch.as_tensor(data.distilled, dtype=torch.bool)
     return t
 
 
 def balanced_class_weights(data: LabelledSet, config) -> dict[str, torch.Tensor]:
     """Per-head class weights ~ 1/sqrt(frequency), normalised to mean 1 over the training rows.
 
-    One weight per label of `config` (a StudentConfig), also for labels absent from `data`."""
+    One weight per label of `config` (a StudentConfig), also for labels absent from `data`; counted on
+    the teacher's rows only (not the `distilled` ones, which the loss does not weight)."""
     out = {}
+    teacher = slice(None) if data.distilled is None else ~np.asarray(data.distilled, dtype=bool)
     for head in ("document_type", "domain"):
         k = len(getattr(config, f"{head}_labels"))
-        y = getattr(data, head)
+        y = np.asarray(getattr(data, head))[teacher]
         counts = np.bincount(y, minlength=int(k)).astype(np.float64)
         w = 1.0 / np.sqrt(np.maximum(counts, 1.0))
         w = w / (w[y].mean() if len(y) else 1.0)

@@ -132,6 +132,7 @@ def test_shrink_distils_a_one_layer_int8_variant_that_propagate_loads(source, sh
     assert (out / ENCODER_FILE).exists()
     card = (out / "README.md").read_text()
     assert "cheaper variant" in card and f"{variant['speed']['ratio']}x" in card
+    assert variant["class_weights"] == "teacher rows only" and "class weights on these only" in card
     assert json.loads((out / "training.json").read_text())["variant"]["layers_kept"] == [5]
     # the CPU default path runs the int8 encoder; the torch weights are still there for CUDA
     scorer = load_scorer(out)

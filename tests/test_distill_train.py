@@ -21,6 +21,7 @@ from distill.model import StudentModel, resolve_backbone
 from distill.predict import logits_to_labels, predict, predict_logits
 from distill.train import (
     TrainConfig,
+    balanced_class_weights,
     fit_heads,
     head_outputs,
     multitask_loss,
@@ -393,3 +394,47 @@ def test_huber_score_loss_matches_mse_on_small_errors_and_caps_large_ones(labell
     assert score_part(far, score_loss="huber") < 0.5 * score_part(far)
     with pytest.raises(ValueError, match="score_loss"):
         score_part(near, score_loss="l1")
+
+
+def test_class_weights_count_and_weigh_the_teachers_rows_not_a_students_outputs(labelled, tokenizer):
+    """A student's outputs used as targets (shrink) already lean to the rare classes as far as it
+    learnt to: the class weights are counted on, and applied to, the teacher's rows only."""
+    from types import SimpleNamespace
+
+    from distill.data import TextDataset, collate
+    from distill.shrink import concat
+
+    teacher, rest = labelled.subset(range(200)), labelled.subset(range(200, 600))
+    rng = np.random.default_rng(0)
+    k_dt, k_dm = len(DOCUMENT_TYPE_LABELS), len(DOMAIN_LABELS)
+    student = rest.subset(range(len(rest)))
+    student.document_type_probs = rng.dirichlet(np.ones(k_dt), len(rest)).astype(np.float32)
+    student.domain_probs = rng.dirichlet(np.ones(k_dm), len(rest)).astype(np.float32)
+    student.document_type = student.document_type_probs.argmax(1)
+    student.distilled = np.ones(len(rest), dtype=bool)
+    mixed = concat(teacher, student, k_dt, k_dm)
+    assert mixed.distilled.tolist() == [False] * 200 + [True] * len(rest)
+
+    weights = balanced_class_weights(mixed, StudentModel.from_backbone().config)
+    alone = balanced_class_weights(teacher, StudentModel.from_backbone().config)
+    for head in weights:
+        torch.testing.assert_close(weights[head], alone[head])
+    assert float(weights["document_type"].max() / weights["document_type"].min()) > 1.5
+
+    batch = collate([item for i, item in enumerate(TextDataset(mixed, tokenizer, 32)) if i % 50 == 0])
+    assert batch["distilled"].tolist() == [False] * 4 + [True] * (len(batch["distilled"]) - 4)
+    n = len(batch["distilled"])
+    out = SimpleNamespace(
+        document_type_logits=torch.randn(n, k_dt, generator=torch.Generator().manual_seed(0)),
+        domain_logits=torch.randn(n, k_dm, generator=torch.Generator().manual_seed(1)),
+        educational_score=torch.zeros(n),
+    )
+    plain = multitask_loss(out, batch)[1]["document_type"]
+
+    def weighted(flags):
+        return multitask_loss(out, {**batch, "distilled": flags}, class_weights=weights)[1]["document_type"]
+
+    as_given = weighted(batch["distilled"])
+    assert weighted(torch.ones(n, dtype=torch.bool)) == pytest.approx(plain)
+    assert weighted(torch.zeros(n, dtype=torch.bool)) != pytest.approx(plain)
+    assert as_given not in (pytest.approx(plain), pytest.approx(weighted(torch.zeros(n, dtype=torch.bool))))
