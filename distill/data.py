@@ -63,6 +63,10 @@ class LabelledSet:
             prompt_versions=self.prompt_versions,
         )
 
+    def is_distilled(self) -> np.ndarray:
+        """[n] bool: which rows' targets are a student's outputs (none when the flag is not set)."""
+        return np.zeros(len(self), dtype=bool) if self.distilled is None else np.asarray(self.distilled, bool)
+
     def stats(self) -> dict:
         return {"read": self.read, "kept": len(self), "skipped": dict(self.skipped)}
 

@@ -133,11 +133,6 @@ def _one_hot(labels: np.ndarray, k: int) -> np.ndarray:
     return np.eye(k, dtype=np.float32)[labels]
 
 
-def distilled(s: LabelledSet) -> np.ndarray:
-    """Per row of `s`: are its targets a student's outputs? (Sets without the flag hold teacher labels.)"""
-    return np.zeros(len(s), dtype=bool) if s.distilled is None else np.asarray(s.distilled, dtype=bool)
-
-
 def concat(a: LabelledSet, b: LabelledSet, k_dt: int, k_dm: int) -> LabelledSet:
     """Rows of `a` then `b`; rows without probabilities get one-hot ones, so every row is a soft target."""
     probs = lambda s, name, k, hard: getattr(s, name) if getattr(s, name) is not None else _one_hot(hard, k)  # noqa: E731
@@ -157,7 +152,7 @@ def concat(a: LabelledSet, b: LabelledSet, k_dt: int, k_dm: int) -> LabelledSet:
         domain_probs=np.concatenate(
             [probs(a, "domain_probs", k_dm, a.domain), probs(b, "domain_probs", k_dm, b.domain)]
         ),
-        distilled=np.concatenate([distilled(a), distilled(b)]),
+        distilled=np.concatenate([a.is_distilled(), b.is_distilled()]),
         teacher_models=a.teacher_models,
         prompt_versions=a.prompt_versions,
     )

@@ -141,7 +141,7 @@ def balanced_class_weights(data: LabelledSet, config) -> dict[str, torch.Tensor]
     One weight per label of `config` (a StudentConfig), also for labels absent from `data`; counted on
     the teacher's rows only (not the `distilled` ones, which the loss does not weight)."""
     out = {}
-    teacher = slice(None) if data.distilled is None else ~np.asarray(data.distilled, dtype=bool)
+    teacher = ~data.is_distilled()
     for head in ("document_type", "domain"):
         k = len(getattr(config, f"{head}_labels"))
         y = np.asarray(getattr(data, head))[teacher]
