@@ -352,6 +352,7 @@ def main(argv: list[str] | None = None) -> dict:
         "--frontier-only", action="store_true", help="measure the frontier only; other results are kept"
     )
     args = parser.parse_args(argv)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)  # before minutes of measuring, not after
     torch.manual_seed(0)
     if args.frontier_only:
         if not args.frontier:
