@@ -1,16 +1,18 @@
 """Ingest benchmark: our full extraction vs pubmed_parser 0.5.1 `parse_pubmed_paragraph`, same files.
 
-    python benchmarks/ingest.py [--sample DIR] [--limit N] [--rounds 3] [--before OLD_RESULTS.json]
+    python benchmarks/ingest.py [--sample DIR] [--limit N] [--rounds 3] [--before OLD.json] [--no-python]
 
 Ours = read file + `pipeline.parse_payload`, the function the Beam DoFn calls: parse (up to the main
 `</body>`) + metadata + body paragraphs with the text rendering (`jats.TEXT_RENDERING`: scripts,
 formulas, entities...) + min-token filter + language id + schema rows + per-article stats (everything
 the DoFn does except writing). Baseline = pubmed_parser's paragraph extraction (file
 read + full parse + `//body//p` text), which does strictly less: no metadata beyond ids, no formula
-rendering, no language. Times are process CPU time; single process: rates are per core. The machine is
-shared, so the files are timed in chunks of 32, ours and the baseline back to back on each chunk (order
-alternating), and the headline rate sums each chunk's best time over the rounds: a burst of load slows
-one chunk of one round, not a whole round of one side. Best whole rounds are reported too. `--before`
+rendering, no language. When the compiled module (`pipelines.ingest.jats_c`) is built, a third side,
+`ours_python`, runs ours without it (the same output from the Python code), so both ratios come from one
+process. Times are process CPU time; single process: rates are per core. The machine is shared, so the
+files are timed in chunks of 32, the sides back to back on each chunk (order rotating), and the headline
+rate sums each chunk's best time over the rounds: a burst of load slows one chunk of one round, not a
+whole round of one side. Best whole rounds are reported too. `--before`
 embeds a results file of an earlier version (run the same way) for comparison. Writes
 benchmarks/results/ingest.json.
 """
@@ -48,6 +50,15 @@ def ours(path: str) -> list[dict]:
         return []
 
 
+def ours_python(path: str) -> list[dict]:
+    """Ours without the compiled module (`jats.jats_c`): the pure-Python code it stands in for."""
+    compiled, jats.jats_c = jats.jats_c, None
+    try:
+        return ours(path)
+    finally:
+        jats.jats_c = compiled
+
+
 def baseline(path: str):
     import pubmed_parser
 
@@ -61,25 +72,25 @@ def baseline(path: str):
 CHUNK = 32  # files timed in a row per side: long enough to keep each side's caches warm (CLD2 tables...)
 
 
-def paired(files: list[str], rounds: int) -> dict[str, list[list[float]]]:
-    """Process CPU seconds of ours and the baseline per chunk of files, the two sides back to back on each
-    chunk (order alternating), per round."""
+def paired(files: list[str], rounds: int, sides: dict) -> dict[str, list[list[float]]]:
+    """Process CPU seconds of each side per chunk of files, the sides back to back on each chunk (order
+    rotating), per round."""
     clock = time.process_time
     chunks = [files[i : i + CHUNK] for i in range(0, len(files), CHUNK)]
-    times: dict[str, list[list[float]]] = {"ours": [], "baseline": []}
+    order = list(sides.items())
+    times: dict[str, list[list[float]]] = {side: [] for side in sides}
     for r in range(rounds):
-        spent: dict[str, list[float]] = {"ours": [], "baseline": []}
+        spent: dict[str, list[float]] = {side: [] for side in sides}
         for i, chunk in enumerate(chunks):
-            sides = (("ours", ours), ("baseline", baseline))
-            for side, fn in sides if (i + r) % 2 else sides[::-1]:
+            k = (i + r) % len(order)
+            for side, fn in order[k:] + order[:k]:
                 t0 = clock()
                 for path in chunk:
                     fn(path)
                 spent[side].append(clock() - t0)
         for side in times:
             times[side].append(spent[side])
-        rates = {side: len(files) / sum(spent[side]) for side in spent}
-        print(f"round {r}: ours {rates['ours']:.1f}/s, baseline {rates['baseline']:.1f}/s")
+        print(f"round {r}: " + ", ".join(f"{side} {len(files) / sum(s):.1f}/s" for side, s in spent.items()))
     return times
 
 
@@ -115,9 +126,7 @@ def breakdown(files: list[str]) -> dict:
         if body is not None:
             jats.prepare(body, article.dropped)  # the text rendering: formulas, scripts, blocks...
         tr = time.process_time()
-        article.paragraphs = []
-        if body is not None:
-            jats._walk(body, "", "", article.paragraphs)  # paragraphs: walk, text, whitespace
+        article.paragraphs = jats.walk_prepared(body) if body is not None else []  # walk, text, whitespace
         t3 = time.process_time()
         texts = [p.text for p in article.paragraphs if p.n_tokens >= 64]
         langid.detect_paragraphs(texts)
@@ -173,6 +182,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "ingest.json"))
     parser.add_argument("--before", help="results JSON of an earlier version, embedded for comparison")
+    parser.add_argument(
+        "--no-python", action="store_true", help="skip the third side: ours without the compiled module"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     files = sorted(str(p) for p in Path(args.sample).glob("*.xml"))
@@ -180,14 +192,18 @@ def main() -> None:
         files = files[: args.limit]
     for path in files:  # warm the page cache for both
         Path(path).read_bytes()
-    ours(files[0]), baseline(files[0])  # imports, first-call setup
+    sides = {"ours": ours, "baseline": baseline}
+    if jats.COMPILED and not args.no_python:
+        sides["ours_python"] = ours_python
+    for fn in sides.values():
+        fn(files[0])  # imports, first-call setup
     load_before = os.getloadavg()
-    times = paired(files, args.rounds)
+    times = paired(files, args.rounds, sides)
     best = {
         side: sum(min(per_file) for per_file in zip(*rounds_, strict=True)) for side, rounds_ in times.items()
     }
-    ours_per_s = len(files) / best["ours"]
-    baseline_per_s = len(files) / best["baseline"]
+    per_s = {side: len(files) / best[side] for side in sides}
+    ours_per_s, baseline_per_s = per_s["ours"], per_s["baseline"]
     round_ours = len(files) / min(sum(r) for r in times["ours"])
     round_base = len(files) / min(sum(r) for r in times["baseline"])
     parts = breakdown(files)
@@ -195,6 +211,7 @@ def main() -> None:
     with_write_per_s = 1 / (1 / ours_per_s + write_per_article)
     result = {
         "text_rendering": jats.TEXT_RENDERING,
+        "compiled": jats.COMPILED,
         "cpu": cpu(),
         "load_average_1min": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
         "files": len(files),
@@ -202,6 +219,15 @@ def main() -> None:
         "ours_per_s": round(ours_per_s, 1),
         "baseline_per_s": round(baseline_per_s, 1),
         "ratio": round(ours_per_s / baseline_per_s, 3),
+        **(
+            {
+                "ours_python_per_s": round(per_s["ours_python"], 1),
+                "python_ratio": round(per_s["ours_python"] / baseline_per_s, 3),
+                "compiled_over_python": round(ours_per_s / per_s["ours_python"], 3),
+            }
+            if "ours_python" in per_s
+            else {}
+        ),
         "best_round": {
             "ours_per_s": round(round_ours, 1),
             "baseline_per_s": round(round_base, 1),
@@ -210,7 +236,7 @@ def main() -> None:
         "ours_with_write_per_s": round(with_write_per_s, 1),
         "breakdown": parts,
         "core_hours_4_5M_articles": round(PMC_OA_ARTICLES / with_write_per_s / 3600, 2),
-        "notes": "per core (one process); chunks of 32 files timed with both sides back to back, each "
+        "notes": "per core (one process); chunks of 32 files timed with the sides back to back, each "
         "chunk's best time over the rounds summed (best_round: the best whole round of each instead); "
         "shared machine (other jobs ran: see load_average_1min, before / after, on 2 cores); ours "
         "includes the text rendering, "

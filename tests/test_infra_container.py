@@ -125,6 +125,9 @@ def test_copied_sources_exist_and_pass_the_dockerignore_allow_list():
     include = re.search(r"^include = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.M).group(1)
     copied = {shlex.split(a)[0] for a in copies}
     assert {p.strip(' "*') for p in include.split(",")} <= copied
+    # and everything the build reads: setup.py compiles the ingest module, which the image then requires
+    assert {"pyproject.toml", "setup.py"} <= {s for a in copies for s in shlex.split(a)[:-1]}
+    assert any("jats.COMPILED" in args for word, args in instructions(DOCKERFILE) if word == "RUN")
 
 
 def test_entrypoint_and_flex_launcher_are_wired():

@@ -10,6 +10,15 @@ from lxml import etree
 from pipelines.ingest import jats
 
 
+@pytest.fixture(autouse=True, params=["compiled", "python"])
+def ingest_code(request, monkeypatch):
+    """Each shortcut holds in both codes: the compiled module (`jats_c`) and the Python it stands in for."""
+    if request.param == "python":
+        monkeypatch.setattr(jats, "jats_c", None)
+    elif not jats.COMPILED:
+        pytest.skip("pipelines.ingest.jats_c is not built")
+
+
 def test_entity_declarations_are_found_like_a_substring_search():
     rng = random.Random(17)
     cases = [b"", b"!", b"<!ENTITY", b"x<!ENTIT", b"!<!ENTITY", b"a!" * 100 + b"<!ENTITY x 'y'>"]

@@ -40,6 +40,12 @@ from lxml import etree
 
 from pipelines.ingest import mathml
 
+try:  # the compiled walk (setup.py); the Python `_walk` below gives the same paragraphs, slower
+    from pipelines.ingest import jats_c
+except ImportError:
+    jats_c = None
+COMPILED = jats_c is not None
+
 # Bumped whenever the text of a paragraph can change for the same XML: recorded in ingest_stats.json
 # so cached teacher answers and trained models know which rendering they saw. 1: flattened text with
 # ` [formula] ` for every formula (teacher labels v1/v2); 2: scripts, formulas, breaks, boxes, def terms.
@@ -246,7 +252,10 @@ def _pruned_pieces(data: bytes, stop: int | None) -> tuple[list | None, int]:
     """(`data[:stop]` with never-used elements cut, `stop`). The pieces are views of `data` (no copy until
     they are joined); None when nothing is cut or an element is unbalanced (the parser judges the
     original). `stop` None: up to and including the first `</body>` (`data.find` would scan the same
-    bytes again), -1 when there is none."""
+    bytes again), -1 when there is none. `jats_c.pruned` is its compiled twin (the pieces joined)."""
+    if jats_c is not None:
+        pruned, stop = jats_c.pruned(data, stop)
+        return None if pruned is None else [pruned], stop
     out: list = []
     view = memoryview(data)
     pos = 0
@@ -487,6 +496,14 @@ def render_formula(
     MathML, no TeX, but text): left in place to be read like any text.
 
     `parts`: the formula elements of `el` (descendant-or-self, document order) when the caller has them."""
+    text = _formula_text(el, parts) if jats_c is None else jats_c.render_formula(el)
+    if text is FORMULA or text == FORMULA:
+        dropped["formula_placeholder"] += 1
+    return text
+
+
+def _formula_text(el: etree._Element, parts: list[etree._Element] | None) -> str | None:
+    """`render_formula`'s text (`FORMULA`: the placeholder). `jats_c.render_formula` is its compiled twin."""
     if parts is None:
         parts = list(el.iter(*_FORMULA_TAGS))
     math = tex = None
@@ -512,7 +529,6 @@ def render_formula(
         return text
     if math is None and tex is None and text_of(el).strip():
         return None
-    dropped["formula_placeholder"] += 1
     return FORMULA
 
 
@@ -522,7 +538,10 @@ def _render_formulas(formulas: list[etree._Element], dropped: Counter) -> None:
     for el in formulas:
         if el in inner:  # inside a formula rendered already
             continue
-        parts = list(el.iter(*_FORMULA_TAGS)) if len(el) else [el]
+        if jats_c is not None:
+            parts = jats_c.formula_parts(el)
+        else:
+            parts = list(el.iter(*_FORMULA_TAGS)) if len(el) else [el]
         inner.update(parts)
         text = render_formula(el, dropped, parts)
         if text is None:
@@ -648,13 +667,11 @@ def _resolve_entities(entities: list, dropped: Counter) -> None:
         parent.remove(ent)
 
 
-def prepare(body: etree._Element, dropped: Counter | None = None) -> None:
-    """Rewrite the body in place so that a paragraph's text is the text content of its element: render
-    formulas and scripts, space breaks, drop non-prose subtrees (a space stands for a dropped block),
-    keep only `boxed-text` captions, and mark the `p`s that hold a prose block."""
-    dropped = Counter() if dropped is None else dropped
-    # One C-level pass finds every element to rewrite (each extra pass costs a whole tree walk).
-    entities, formulas, captions, scripts, blocks, stripped = [], [], [], [], [], []
+def _collect(body: etree._Element) -> tuple[list, ...]:
+    """The elements `prepare` rewrites, found in one C-level pass (each extra pass costs a whole tree
+    walk), in document order: (entities, formulas, captions, scripts, prose blocks, elements to strip,
+    elements to space after). `jats_c.collect` is its compiled twin."""
+    entities, formulas, captions, scripts, blocks, stripped, spaced = [], [], [], [], [], [], []
     for el in body.iter(*_PREPARED):
         tag = el.tag
         if tag is etree.Entity:
@@ -670,12 +687,24 @@ def prepare(body: etree._Element, dropped: Counter | None = None) -> None:
         elif name == CAPTION:
             captions.append(el)
         elif name in BLOCKS:  # a dropped block: the words on either side stay apart
-            _space_tail(el)
+            spaced.append(el)
             stripped.append(el)
         elif name == "break":
-            _space_tail(el)
+            spaced.append(el)
         else:
             stripped.append(el)
+    return entities, formulas, captions, scripts, blocks, stripped, spaced
+
+
+def prepare(body: etree._Element, dropped: Counter | None = None) -> None:
+    """Rewrite the body in place so that a paragraph's text is the text content of its element: render
+    formulas and scripts, space breaks, drop non-prose subtrees (a space stands for a dropped block),
+    keep only `boxed-text` captions, and mark the `p`s that hold a prose block."""
+    dropped = Counter() if dropped is None else dropped
+    collect = _collect if jats_c is None else jats_c.collect
+    entities, formulas, captions, scripts, blocks, stripped, spaced = collect(body)
+    for el in spaced:
+        _space_tail(el)
     if entities:
         _resolve_entities(entities, dropped)
     if formulas:
@@ -686,7 +715,7 @@ def prepare(body: etree._Element, dropped: Counter | None = None) -> None:
         if parent is not None and local(parent.tag) != "boxed-text":
             _detach(el, "")
     if scripts:
-        _render_scripts(scripts, dropped)
+        (_render_scripts if jats_c is None else jats_c.render_scripts)(scripts, dropped)
     for el in blocks:
         for ancestor in el.iterancestors():
             name = local(ancestor.tag)
@@ -823,8 +852,16 @@ def body_paragraphs(body: etree._Element, dropped: Counter | None = None) -> lis
     """Paragraphs of a `<body>` in document order. Modifies `body` (see `prepare`); what the rendering
     leaves out is counted in `dropped`."""
     prepare(body, dropped)
+    return walk_prepared(body)
+
+
+def walk_prepared(body: etree._Element) -> list[Paragraph]:
+    """Paragraphs of a body that `prepare` has rewritten (the compiled walk when built)."""
     out: list[Paragraph] = []
-    _walk(body, "", "", out)
+    if jats_c is not None:
+        jats_c.walk(body, out, Paragraph, _paragraph, _HOLDS_BLOCK)
+    else:
+        _walk(body, "", "", out)
     return out
 
 
@@ -1068,7 +1105,7 @@ def article_metadata(article: etree._Element, fallback_id: str) -> Article:
         doi=doi,
         title=title or None,
         journal=clean(text_of(journal_el)) if journal_el is not None else None,
-        authors=_authors(contrib_groups),
+        authors=(_authors if jats_c is None else jats_c.authors)(contrib_groups),
         article_type=article_type,
         xml_lang=lang.lower() if lang else None,
         license_url=license_url,
