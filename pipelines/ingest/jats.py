@@ -32,18 +32,37 @@ import hashlib
 import html.entities
 import re
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lxml import etree
 
 from pipelines.ingest import mathml
 
-try:  # the compiled walk (setup.py); the Python `_walk` below gives the same paragraphs, slower
-    from pipelines.ingest import jats_c
-except ImportError:
-    jats_c = None
+
+def _compiled_module():
+    """`jats_c`, the compiled twins of this module's hot paths (setup.py builds it), unless it is not built
+    or older than its source (an edited checkout not rebuilt: its rules could differ from the code here).
+    Without it the Python below gives the same output, slower."""
+    try:
+        from pipelines.ingest import jats_c
+    except ImportError:
+        return None
+    source = Path(__file__).with_name("jats_c.pyx")
+    if source.exists() and source.stat().st_mtime > Path(jats_c.__file__).stat().st_mtime:
+        warnings.warn(
+            "pipelines/ingest/jats_c.pyx is newer than its build: using the Python code "
+            "(rebuild with `pip install -e .`)",
+            stacklevel=2,
+        )
+        return None
+    return jats_c
+
+
+jats_c = _compiled_module()
 COMPILED = jats_c is not None
 
 # Bumped whenever the text of a paragraph can change for the same XML: recorded in ingest_stats.json
@@ -497,13 +516,15 @@ def render_formula(
 
     `parts`: the formula elements of `el` (descendant-or-self, document order) when the caller has them."""
     text = _formula_text(el, parts) if jats_c is None else jats_c.render_formula(el)
-    if text is FORMULA or text == FORMULA:
+    if text == "":
         dropped["formula_placeholder"] += 1
+        return FORMULA
     return text
 
 
 def _formula_text(el: etree._Element, parts: list[etree._Element] | None) -> str | None:
-    """`render_formula`'s text (`FORMULA`: the placeholder). `jats_c.render_formula` is its compiled twin."""
+    """`render_formula`'s text, "" when nothing readable can be made. `jats_c.render_formula` is its
+    compiled twin."""
     if parts is None:
         parts = list(el.iter(*_FORMULA_TAGS))
     math = tex = None
@@ -529,7 +550,7 @@ def _formula_text(el: etree._Element, parts: list[etree._Element] | None) -> str
         return text
     if math is None and tex is None and text_of(el).strip():
         return None
-    return FORMULA
+    return ""
 
 
 def _render_formulas(formulas: list[etree._Element], dropped: Counter) -> None:

@@ -1,11 +1,18 @@
 # cython: language_level=3
-"""The paragraph walk of `jats.body_paragraphs` over libxml2's nodes: no Python element proxies.
+"""Compiled twins of ingest's hot paths (`jats.py`, `mathml.py`), working on libxml2's nodes instead of
+Python element proxies: 1.4-1.5x the Python code per article (docs/ingest.md, Performance).
 
-An optional compiled twin of `jats._walk` and its helpers (`_walk_block`, `_walk_definition`, `_title`,
-`text_of`, `clean`), with the same output (tests/test_ingest_compiled.py compares them on every sample
-article). It only reads the tree (node fields, never a libxml2 function: nothing to link against), so it
-runs on whichever libxml2 lxml carries. The rare `p` that holds a prose block is handed back to the
-Python `_paragraph`, which edits the tree.
+- text: `text_of` + `clean` in one pass over the text nodes (`_text`);
+- the paragraph walk (`walk`: `jats._walk`, `_walk_block`, `_walk_definition`, `_title`);
+- `prepare`'s pass finding the elements to rewrite (`collect`), the formulas (`render_formula`,
+  `formula_parts`: `jats._formula_text`, `mathml.render`) and the scripts (`render_scripts`);
+- the byte pruning before parsing (`pruned`: `jats._pruned_pieces`), the author names (`authors`).
+
+Each gives exactly what the Python it stands in for gives (tests/test_ingest_compiled.py compares the
+two on every sample article and on other projects' fixtures); the Python stays as the reference and
+the fallback when this module is not built (`jats.COMPILED`). The tree is only read here, from the node
+structs, never through a libxml2 function (nothing to link against: lxml carries its own libxml2);
+edits go through lxml's API (`el.text = ...`, and the Python helpers for removals).
 """
 
 cimport lxml.includes.etreepublic as cetree
@@ -572,7 +579,6 @@ def pruned(const unsigned char[::1] data, stop):
 
 # --- formulas: `jats.render_formula` and `mathml.render` over the nodes ---------------------------------
 
-cdef str FORMULA = " [formula] "  # `jats.FORMULA`
 cdef frozenset _TOKENS = mathml._TOKENS
 cdef frozenset _ROWS = mathml._ROWS
 cdef frozenset _SIMPLE = mathml._SIMPLE
@@ -768,7 +774,7 @@ cdef class _Renderer:
 
 
 cdef tuple _render_math(cetree._Document doc, xmlNode* math):
-    """`mathml.render`."""
+    """`mathml.render` of a MathML `math` element: (linear text, whether it was simple)."""
     cdef list parts
     cdef str text
     cdef _Renderer renderer
@@ -791,14 +797,9 @@ cdef tuple _render_math(cetree._Document doc, xmlNode* math):
     return text, renderer.simple
 
 
-def render_math(cetree._Element math) -> tuple[str, bool]:
-    """`mathml.render` of a MathML `math` element."""
-    return _render_math(math._doc, math._c_node)
-
-
 def render_formula(cetree._Element el):
-    """`jats.render_formula` without its count: the formula's text, None for plain markup, `FORMULA`
-    (the placeholder) when nothing readable can be made."""
+    """`jats._formula_text`: the formula's text, None for plain markup, "" when nothing readable can be
+    made (`jats.render_formula` then writes the placeholder)."""
     cdef list parts = []
     cdef xmlNode* math = NULL
     cdef xmlNode* tex = NULL
@@ -827,7 +828,7 @@ def render_formula(cetree._Element el):
         return text
     if math is NULL and tex is NULL and _content(el._c_node).strip():
         return None
-    return FORMULA
+    return ""
 
 
 
