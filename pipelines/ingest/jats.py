@@ -22,7 +22,9 @@ sub-articles are never parsed), tables, figures, media and abstracts are cut out
 parsing (one regex scan finds them and the body's end), one filtered C-level pass over the body finds
 every element to rewrite or remove, the walk visits only `body`, `sec`, `p` and prose blocks, each
 paragraph's text is one C-level text serialisation (`text_of`), and whitespace is collapsed without
-splitting into words whenever the text allows (`clean`). Safety: no DTD loading, no network, no entity
+splitting into words whenever the text allows (`clean`). When built, `jats_c` (jats_c.pyx) does the walk,
+the text, the rendering's per-element work, the pruning scan and the author names over libxml2's nodes,
+with the same output (`COMPILED` says whether it runs). Safety: no DTD loading, no network, no entity
 expansion, and any document that declares entities in an internal DTD subset is refused before parsing.
 """
 

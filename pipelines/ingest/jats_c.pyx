@@ -26,9 +26,10 @@ from pipelines.ingest import mathml
 
 cetree.import_lxml__etree()
 
-# The walked elements (`jats._WALKED`, `jats._WALKED_NESTED`); anything else is skipped.
+# The walked elements (`jats._WALKED`, `jats._WALKED_NESTED`: list items, definitions, a box's caption
+# are K_NESTED); anything else is skipped.
 cdef enum Kind:
-    K_OTHER, K_P, K_SEC, K_BLOCK, K_LIST_ITEM, K_DEF_ITEM, K_DEF, K_CAPTION
+    K_OTHER, K_P, K_SEC, K_BLOCK, K_DEF_ITEM, K_NESTED
 
 cdef struct Buf:
     char* data
@@ -75,7 +76,8 @@ cdef inline int _add(Buf* b, const char* s) except -1:
 
 cdef int _gather(Buf* b, xmlNode* top) except -1:
     """The text content of `top` (libxml2's `xmlNodeGetContent`, lxml's text serialiser): text and CDATA
-    of all descendants. The body has no entity nodes left once `jats.prepare` has run."""
+    of all descendants. Entity nodes add nothing, as there (undeclared: the DTD is never loaded);
+    `jats.prepare` has resolved the body's before any paragraph is read."""
     cdef xmlNode* c = top.children
     while c is not NULL:
         if c.type == tree.XML_TEXT_NODE or c.type == tree.XML_CDATA_SECTION_NODE:
@@ -88,11 +90,10 @@ cdef int _gather(Buf* b, xmlNode* top) except -1:
 
 
 cdef inline int _space(const unsigned char* p, size_t left) noexcept:
-    """Length in bytes of the character at `p` if `str.split` counts it as whitespace; minus its length
-    if it is one of the invisibles `jats.clean` removes (soft hyphen, zero-width space / joiner, BOM)."""
+    """For the non-ASCII character starting at `p`: its length in bytes if `str.split` counts it as
+    whitespace; minus its length if it is one of the invisibles `jats.clean` removes (soft hyphen,
+    zero-width space / joiner, BOM); else 0."""
     cdef unsigned char c = p[0]
-    if c < 0x80:
-        return 1 if c == 32 or 9 <= c <= 13 or 0x1C <= c <= 0x1F else 0
     if c == 0xC2 and left >= 2:
         if p[1] == 0x85 or p[1] == 0xA0:
             return 2
@@ -221,14 +222,10 @@ cdef Kind _kind(const char* name, bint nested) noexcept:
         return K_BLOCK
     if not nested:
         return K_OTHER
-    if strcmp(name, "list-item") == 0:
-        return K_LIST_ITEM
     if strcmp(name, "def-item") == 0:
         return K_DEF_ITEM
-    if strcmp(name, "def") == 0:
-        return K_DEF
-    if strcmp(name, "caption") == 0:
-        return K_CAPTION
+    if strcmp(name, "list-item") == 0 or strcmp(name, "def") == 0 or strcmp(name, "caption") == 0:
+        return K_NESTED
     return K_OTHER
 
 
@@ -267,7 +264,7 @@ cdef class _Walk:
                         self.block(child, path, title)
                     elif kind == K_DEF_ITEM:
                         self.definition(child, path + "/", title)
-                    else:
+                    else:  # K_NESTED
                         self.walk(child, path + "/", title, True)
             child = child.next
         return 0
