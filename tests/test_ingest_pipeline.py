@@ -251,3 +251,15 @@ def test_latest_copy_wins_whatever_the_order():
         assert choose_latest(order) == (v2, [v1])  # the version decides before any date
     for order in ([bulk, incr], [incr, bulk]):
         assert choose_latest(order) == (incr, [bulk])  # then the file list's LastUpdated
+
+
+def test_the_lossy_multi_threading_direct_mode_is_refused_before_the_run(tmp_path, pmc_sample):
+    """Beam 2.77's DirectRunner loses GroupByKey elements in `multi_threading` mode with several workers
+    (pipelines/core/options.py): a run asking for it stops with the mode to use, nothing written."""
+    real = [str(pmc_sample / "PMC10300000.xml")]
+    lossy = ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]
+    with pytest.raises(ValueError, match="multi_processing"):
+        run_ingest(real, str(tmp_path / "out"), beam_args=lossy)
+    assert not (tmp_path / "out").exists()
+    single = ["--direct_num_workers=1", "--direct_running_mode=multi_threading"]
+    assert run_ingest(real, str(tmp_path / "one"), beam_args=single)["articles_read"] == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
 # `--runner=dask` (any case, or `DaskRunner`) picks pipelines.core.dask_runner.DaskRunner.
 from pipelines.core import s3_clients
@@ -44,4 +44,20 @@ def pipeline_options(beam_args: list[str] | None = None, **overrides: object) ->
     FileSystems.set_options(options)  # --s3_* / GCS flags apply to our own reads and writes too
     if not any(a.startswith("--runner") for a in args) and "runner" not in overrides:
         options = PipelineOptions(args, runner="DirectRunner", **overrides)
+    _refuse_lossy_direct_mode(options)
     return options
+
+
+def _refuse_lossy_direct_mode(options: PipelineOptions) -> None:
+    """The DirectRunner's `multi_threading` mode with several workers loses elements at a GroupByKey:
+    ingest of the 1,308 sample articles (Beam 2.77, 2 workers) lost one or two articles, their rows and
+    their stats, in 8 of 39 runs: ParseArticle's counter says each was emitted, KeepLatest never received
+    it. `multi_processing` and the default mode lost none. Refused rather than risk silent holes."""
+    direct = options.view_as(DirectOptions)
+    runner = str(options.get_all_options().get("runner") or "DirectRunner")
+    lossy = direct.direct_running_mode == "multi_threading" and direct.direct_num_workers != 1
+    if lossy and "direct" in runner.lower():
+        raise ValueError(
+            "--direct_running_mode=multi_threading with several workers loses elements at a GroupByKey "
+            "in this Beam version (seen in ingest); use --direct_running_mode=multi_processing"
+        )
