@@ -44,29 +44,6 @@ from lxml import etree
 
 from pipelines.ingest import mathml
 
-
-def _compiled_module():
-    """`jats_c`, the compiled twins of this module's hot paths (setup.py builds it), unless it is not built
-    or older than its source (an edited checkout not rebuilt: its rules could differ from the code here).
-    Without it the Python below gives the same output, slower."""
-    try:
-        from pipelines.ingest import jats_c
-    except ImportError:
-        return None
-    source = Path(__file__).with_name("jats_c.pyx")
-    if source.exists() and source.stat().st_mtime > Path(jats_c.__file__).stat().st_mtime:
-        warnings.warn(
-            "pipelines/ingest/jats_c.pyx is newer than its build: using the Python code "
-            "(rebuild with `pip install -e .`)",
-            stacklevel=2,
-        )
-        return None
-    return jats_c
-
-
-jats_c = _compiled_module()
-COMPILED = jats_c is not None
-
 # Bumped whenever the text of a paragraph can change for the same XML: recorded in ingest_stats.json
 # so cached teacher answers and trained models know which rendering they saw. 1: flattened text with
 # ` [formula] ` for every formula (teacher labels v1/v2); 2: scripts, formulas, breaks, boxes, def terms.
@@ -1169,3 +1146,27 @@ def parse_article(data: bytes, fallback_id: str = "unknown") -> Article:
 def paragraph_id(article_id: str, path: str) -> str:
     """Stable paragraph id: first 16 hex of sha1(`article_id|path`) (the teacher labels' recipe)."""
     return hashlib.sha1(f"{article_id}|{path}".encode()).hexdigest()[:16]
+
+
+def _compiled_module():
+    """`jats_c`, the compiled twins of this module's hot paths (setup.py builds it), unless it is not built
+    or older than its source (an edited checkout not rebuilt: its rules could differ from the code here).
+    Without it the Python below gives the same output, slower."""
+    try:
+        from pipelines.ingest import jats_c
+    except ImportError:
+        return None
+    source = Path(__file__).with_name("jats_c.pyx")
+    if source.exists() and source.stat().st_mtime > Path(jats_c.__file__).stat().st_mtime:
+        warnings.warn(
+            "pipelines/ingest/jats_c.pyx is newer than its build: using the Python code "
+            "(rebuild with `pip install -e .`)",
+            stacklevel=2,
+        )
+        return None
+    return jats_c
+
+
+# Last: jats_c reads this module's name sets and rules when it is imported.
+jats_c = _compiled_module()
+COMPILED = jats_c is not None

@@ -22,14 +22,62 @@ from libc.string cimport memchr, memcmp, memcpy, strcmp, strlen
 from lxml.includes cimport tree
 from lxml.includes.tree cimport xmlNode
 
+from pipelines.ingest import jats as J  # (jats imports this module at its end: its rules are all set)
 from pipelines.ingest import mathml
 
 cetree.import_lxml__etree()
 
-# The walked elements (`jats._WALKED`, `jats._WALKED_NESTED`: list items, definitions, a box's caption
-# are K_NESTED); anything else is skipped.
+
+cdef enum:
+    NAMES = 64  # room in a `_Names` table
+
+
+cdef class _Names:
+    """Local names of one of jats.py's name sets -> small ints, found by their first byte (one or two
+    comparisons for the common inline names, and no Python object per lookup)."""
+
+    cdef bytes storage  # the names, NUL-terminated, owned here
+    cdef const char* name[NAMES]
+    cdef size_t length[NAMES]
+    cdef int value[NAMES]
+    cdef int start[257]  # entries of first byte c: start[c] to start[c + 1]
+
+    def __init__(self, dict values):
+        cdef int i, c
+        cdef size_t offset = 0
+        items = sorted((str(k).encode(), v) for k, v in values.items())
+        if len(items) > NAMES:
+            raise ValueError(f"{len(items)} names: more than a _Names table holds ({NAMES})")
+        self.storage = b"".join(k + b"\0" for k, _ in items)
+        for i, (key, v) in enumerate(items):
+            self.name[i] = <const char*>self.storage + offset
+            self.length[i] = len(key)
+            self.value[i] = v
+            offset += len(key) + 1
+        i = 0
+        for c in range(257):
+            while i < len(items) and (<bytes>items[i][0])[0] < c:
+                i += 1
+            self.start[c] = i
+
+    cdef int find(self, const char* n) noexcept:
+        """Entry of the NUL-terminated name `n`, -1 if none."""
+        cdef int i
+        cdef unsigned char c = n[0]
+        for i in range(self.start[c], self.start[c + 1]):
+            if strcmp(n, self.name[i]) == 0:
+                return i
+        return -1
+
+    cdef int get(self, const char* n) noexcept:
+        """Value of the name `n`, 0 if it is not in the table."""
+        cdef int i = self.find(n)
+        return self.value[i] if i >= 0 else 0
+
+# The walked elements (`jats._WALKED`; inside lists, quotes and boxes also `jats._WALKED_NESTED`'s
+# `def-item` and K_NESTED: list items, definitions, a box's caption); anything else is skipped.
 cdef enum Kind:
-    K_OTHER, K_P, K_SEC, K_BLOCK, K_DEF_ITEM, K_NESTED
+    K_OTHER, K_P, K_SEC, K_BLOCK, K_DEF_ITEM, K_NESTED  # the last two: only when nested
 
 cdef struct Buf:
     char* data
@@ -211,22 +259,13 @@ cdef bint _has_attribute(xmlNode* node, const char* name) noexcept:
     return False
 
 
-cdef Kind _kind(const char* name, bint nested) noexcept:
-    if strcmp(name, "p") == 0:
-        return K_P
-    if strcmp(name, "sec") == 0:
-        return K_SEC
-    if (strcmp(name, "list") == 0 or strcmp(name, "disp-quote") == 0 or strcmp(name, "boxed-text") == 0
-            or strcmp(name, "statement") == 0 or strcmp(name, "def-list") == 0
-            or strcmp(name, "verse-group") == 0):
-        return K_BLOCK
-    if not nested:
-        return K_OTHER
-    if strcmp(name, "def-item") == 0:
-        return K_DEF_ITEM
-    if strcmp(name, "list-item") == 0 or strcmp(name, "def") == 0 or strcmp(name, "caption") == 0:
-        return K_NESTED
-    return K_OTHER
+cdef _Names _KINDS = _Names({
+    **{name: K_NESTED for name in J._WALKED_NESTED - J._WALKED},
+    "def-item": K_DEF_ITEM,
+    **{name: K_BLOCK for name in J.PROSE_BLOCKS},
+    "p": K_P,
+    "sec": K_SEC,
+})
 
 
 cdef class _Walk:
@@ -246,7 +285,9 @@ cdef class _Walk:
         cdef Py_ssize_t words
         while child is not NULL:
             if child.type == tree.XML_ELEMENT_NODE:
-                kind = _kind(<const char*>child.name, nested)
+                kind = <Kind>_KINDS.get(<const char*>child.name)
+                if kind >= K_DEF_ITEM and not nested:
+                    kind = K_OTHER
                 if kind != K_OTHER:
                     name = (<bytes>child.name).decode("utf-8")
                     idx = counts.get(name, 0)
@@ -294,78 +335,16 @@ cdef enum Group:
     G_NONE, G_SCRIPT, G_FORMULA, G_PROSE, G_CAPTION, G_BLOCK, G_BREAK, G_DROPPED
 
 
-cdef Group _group(const char* n) noexcept:
-    """`jats.FORMULA_TAGS`, `PROSE_BLOCKS`, `BLOCKS`, `DROPPED`...: a switch on the first letter keeps it
-    to one or two comparisons for the common inline names (`p`, `italic`, `xref`, `bold`)."""
-    cdef char c = n[0]
-    if c == b"a":
-        if strcmp(n, "alternatives") == 0 or strcmp(n, "array") == 0:
-            return G_BLOCK
-        if strcmp(n, "attrib") == 0:
-            return G_DROPPED
-    elif c == b"b":
-        if strcmp(n, "break") == 0:
-            return G_BREAK
-        if strcmp(n, "boxed-text") == 0:
-            return G_PROSE
-    elif c == b"c":
-        if strcmp(n, "caption") == 0:
-            return G_CAPTION
-        if strcmp(n, "code") == 0 or strcmp(n, "chem-struct-wrap") == 0:
-            return G_BLOCK
-    elif c == b"d":
-        if strcmp(n, "disp-formula") == 0:
-            return G_FORMULA
-        if strcmp(n, "disp-quote") == 0 or strcmp(n, "def-list") == 0:
-            return G_PROSE
-    elif c == b"f":
-        if strcmp(n, "fig") == 0 or strcmp(n, "fig-group") == 0:
-            return G_BLOCK
-        if strcmp(n, "fn") == 0 or strcmp(n, "fn-group") == 0:
-            return G_DROPPED
-    elif c == b"g":
-        if strcmp(n, "graphic") == 0 or strcmp(n, "glossary") == 0:
-            return G_BLOCK
-    elif c == b"i":
-        if strcmp(n, "inline-formula") == 0:
-            return G_FORMULA
-    elif c == b"l":
-        if strcmp(n, "list") == 0:
-            return G_PROSE
-        if strcmp(n, "label") == 0:
-            return G_DROPPED
-    elif c == b"m":
-        if strcmp(n, "math") == 0:
-            return G_FORMULA
-        if strcmp(n, "media") == 0:
-            return G_BLOCK
-    elif c == b"o":
-        if strcmp(n, "object-id") == 0:
-            return G_DROPPED
-    elif c == b"p":
-        if strcmp(n, "preformat") == 0:
-            return G_BLOCK
-        if strcmp(n, "permissions") == 0:
-            return G_DROPPED
-    elif c == b"r":
-        if strcmp(n, "ref-list") == 0:
-            return G_DROPPED
-    elif c == b"s":
-        if strcmp(n, "sup") == 0 or strcmp(n, "sub") == 0:
-            return G_SCRIPT
-        if strcmp(n, "statement") == 0:
-            return G_PROSE
-        if strcmp(n, "supplementary-material") == 0:
-            return G_BLOCK
-    elif c == b"t":
-        if strcmp(n, "tex-math") == 0:
-            return G_FORMULA
-        if strcmp(n, "table") == 0 or strcmp(n, "table-wrap") == 0 or strcmp(n, "table-wrap-group") == 0:
-            return G_BLOCK
-    elif c == b"v":
-        if strcmp(n, "verse-group") == 0:
-            return G_PROSE
-    return G_NONE
+cdef _Names _GROUPS = _Names({
+    **{name: G_DROPPED for name in J.DROPPED - J.BLOCKS},
+    **{name: G_BLOCK for name in J.BLOCKS},
+    **{name: G_FORMULA for name in J.FORMULA_TAGS},
+    **{name: G_PROSE for name in J.PROSE_BLOCKS},
+    J.CAPTION: G_CAPTION,
+    "sup": G_SCRIPT,
+    "sub": G_SCRIPT,
+    "break": G_BREAK,
+})
 
 
 cdef int _collect(cetree._Document doc, xmlNode* top, list found) except -1:
@@ -376,7 +355,7 @@ cdef int _collect(cetree._Document doc, xmlNode* top, list found) except -1:
         if c.type == tree.XML_ENTITY_REF_NODE:
             (<list>found[G_NONE]).append(cetree.elementFactory(doc, c))
         elif c.type == tree.XML_ELEMENT_NODE:
-            group = _group(<const char*>c.name)
+            group = <Group>_GROUPS.get(<const char*>c.name)
             if group != G_NONE:
                 el = cetree.elementFactory(doc, c)
                 (<list>found[group]).append(el)
@@ -418,9 +397,7 @@ def text(cetree._Element element) -> str:
 
 
 # `jats._PRUNE_DROP`: the never-used elements cut out of the bytes before parsing.
-cdef const char* _PRUNED[8]
-_PRUNED[:] = [b"table-wrap", b"fig", b"supplementary-material", b"graphic", b"media", b"ref-list", b"abstract",
-              b"trans-abstract"]
+cdef _Names _PRUNED = _Names({name.decode(): 1 for name in J._PRUNE_DROP})
 
 
 cdef inline bint _tag_end(unsigned char c) noexcept:
@@ -428,18 +405,14 @@ cdef inline bint _tag_end(unsigned char c) noexcept:
 
 
 cdef inline int _pruned(const unsigned char* name, Py_ssize_t left) noexcept:
-    """Index in `_PRUNED` of the element whose name starts at `name` (`left` bytes follow), else -1."""
-    cdef int k
+    """Entry in `_PRUNED` of the element whose start tag's name begins at `name` (`left` bytes follow),
+    else -1."""
+    cdef int i
     cdef size_t n
-    cdef unsigned char c = name[0]
-    if c != b"t" and c != b"f" and c != b"s" and c != b"g" and c != b"m" and c != b"r" and c != b"a":
-        return -1
-    for k in range(8):
-        if _PRUNED[k][0] != c:
-            continue
-        n = strlen(_PRUNED[k])
-        if left > <Py_ssize_t>n and memcmp(name, _PRUNED[k], n) == 0 and _tag_end(name[n]):
-            return k
+    for i in range(_PRUNED.start[name[0]], _PRUNED.start[name[0] + 1]):
+        n = _PRUNED.length[i]
+        if left > <Py_ssize_t>n and memcmp(name, _PRUNED.name[i], n) == 0 and _tag_end(name[n]):
+            return i
     return -1
 
 
@@ -547,13 +520,13 @@ def pruned(const unsigned char[::1] data, stop):
                     break
                 i = _cut(base, i + 7, limit, &which)
                 continue
-            end = _element_end(base, n, i, _PRUNED[which], limit)
+            end = _element_end(base, n, i, _PRUNED.name[which], limit)
             if not found_stop and end != -2:  # the first `</body>` may lie inside: the cut then ends there
                 inner = _find(base, n, b"</body>", 7, i, n if end < 0 else end)
                 if inner >= 0:
                     c_stop = limit = inner + 7
                     found_stop = True
-                    end = _element_end(base, n, i, _PRUNED[which], limit)
+                    end = _element_end(base, n, i, _PRUNED.name[which], limit)
             if end == -2:
                 break
             if end == -1:  # unbalanced; when the first `</body>` was not in it, there is none
@@ -613,9 +586,7 @@ cdef int _formula_parts(xmlNode* node, list found) except -1:
     cdef xmlNode* c
     if node.type != tree.XML_ELEMENT_NODE:
         return 0
-    if (strcmp(<const char*>node.name, "math") == 0 or strcmp(<const char*>node.name, "tex-math") == 0
-            or strcmp(<const char*>node.name, "inline-formula") == 0
-            or strcmp(<const char*>node.name, "disp-formula") == 0):
+    if _GROUPS.get(<const char*>node.name) == G_FORMULA:
         found.append(<size_t>node)
     c = node.children
     while c is not NULL:
@@ -923,7 +894,7 @@ cdef int _xref_texts(xmlNode* node, list found) except -1:
     return 0
 
 
-cdef bint _is_citation(xmlNode* sup, str text, J) except -1:
+cdef bint _is_citation(xmlNode* sup, str text) except -1:
     """`jats._is_citation`."""
     cdef xmlNode* parent = _parent(sup)
     cdef list links = []
@@ -947,8 +918,6 @@ cdef bint _after_digit(xmlNode* el, xmlNode* parent) except -1:
 
 def render_scripts(list scripts, dropped) -> None:
     """`jats._render_scripts`: the same decisions, read from the nodes; the edits go through lxml."""
-    from pipelines.ingest import jats as J  # (not at import: jats imports this module)
-
     cdef cetree._Element el
     cdef xmlNode* node
     cdef xmlNode* parent
@@ -974,7 +943,7 @@ def render_scripts(list scripts, dropped) -> None:
         else:
             raw = _content(node)
         text = " ".join((<str>raw).split())
-        if sup and _is_citation(node, text, J):
+        if sup and _is_citation(node, text):
             dropped["citation_superscript"] += 1
             J._drop_citation(el)
             continue
